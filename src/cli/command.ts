@@ -1,0 +1,23 @@
+/** The shape every CLI command module exports. */
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  description: string;
+  multiple?: boolean;
+}
+
+export interface CommandContext {
+  positionals: string[];
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  examples: string[];
+  options: Record<string, OptionSpec>;
+  /** Names of the required positional arguments, in order. */
+  positionals: string[];
+  run(context: CommandContext): Promise<void>;
+}

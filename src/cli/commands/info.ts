@@ -1,0 +1,42 @@
+import { openImage } from '../../node.js';
+import { humanSize } from '../args.js';
+import { printJson, writeStdout } from '../output.js';
+import type { Command } from '../command.js';
+
+export const info: Command = {
+  name: 'info',
+  summary: 'describe an image: type, sizes, identifiers, log state',
+  usage: 'vhdx info FILE [--json]',
+  examples: ['vhdx info disk.vhdx', 'vhdx info disk.vhdx --json | jq .virtualSize'],
+  options: { json: { type: 'boolean', description: 'machine-readable output' } },
+  positionals: ['FILE'],
+  async run({ positionals: [file], values }) {
+    const image = await openImage(file!, { readOnly: true });
+    try {
+      const i = image.info();
+      if (values.json) return await printJson({ file, ...i });
+      const rows: [string, string][] = [
+        ['file', file!],
+        ['type', i.type],
+        ['virtual size', `${humanSize(i.virtualSize)} (${i.virtualSize} bytes)`],
+        ['file size', `${humanSize(i.fileSize)} (${i.fileSize} bytes)`],
+        ['allocated', `${humanSize(i.allocatedBytes)} (${i.allocatedBytes} bytes)`],
+        ['block size', humanSize(i.blockSize)],
+        ['logical sector size', `${i.logicalSectorSize} bytes`],
+        ['physical sector size', `${i.physicalSectorSize} bytes`],
+        ['virtual disk id', i.virtualDiskId],
+        ['data write guid', i.dataWriteGuid],
+        ['file write guid', i.fileWriteGuid],
+        ['log', `${i.logState} (${humanSize(i.logLength)} at offset ${i.logOffset})`],
+        ['header sequence', i.headerSequence],
+        ['creator', i.creator || '(none)'],
+      ];
+      if (i.parentLocator) for (const [k, v] of Object.entries(i.parentLocator)) rows.push([`parent ${k}`, v]);
+      for (const w of i.warnings) rows.push(['warning', w]);
+      const width = Math.max(...rows.map((r) => r[0].length)) + 1;
+      await writeStdout(rows.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}`).join('\n') + '\n');
+    } finally {
+      await image.close();
+    }
+  },
+};

@@ -1,0 +1,239 @@
+/**
+ * An open VHDX image: what it is (info), where its data lives (extents), and reads at any offset.
+ * Reads are served from the in-memory BAT; metadata was read once at open, through the log overlay
+ * when a read-only open found a dirty log.
+ */
+import {
+  PAYLOAD_BLOCK_FULLY_PRESENT,
+  PAYLOAD_BLOCK_NOT_PRESENT,
+  PAYLOAD_BLOCK_PARTIALLY_PRESENT,
+  PAYLOAD_BLOCK_ZERO,
+  PAYLOAD_STATE_NAMES,
+} from '../format/bat.js';
+import { VhdxError } from '../format/errors.js';
+import { guidToString } from '../format/guid.js';
+import { readFully, type Backend } from '../io/backend.js';
+import { openLayout, type LogState, type OpenedLayout, type OpenOptions } from './open.js';
+
+export type ImageType = 'fixed' | 'dynamic' | 'differencing';
+
+export interface ImageInfo {
+  type: ImageType;
+  virtualSize: number;
+  blockSize: number;
+  logicalSectorSize: number;
+  physicalSectorSize: number;
+  virtualDiskId: string;
+  fileWriteGuid: string;
+  dataWriteGuid: string;
+  logGuid: string;
+  logState: LogState;
+  logOffset: number;
+  logLength: number;
+  headerSequence: string;
+  creator: string;
+  fileSize: number;
+  /** Bytes of payload blocks that hold data in this file (fully or partially present). */
+  allocatedBytes: number;
+  chunkRatio: number;
+  parentLocator: Record<string, string> | null;
+  warnings: string[];
+}
+
+/** Where a run of virtual bytes comes from. */
+export type ExtentKind =
+  | 'data' // stored in this file at `fileOffset`
+  | 'zero' // the block is in the ZERO state: reads as zeros
+  | 'unallocated' // not present, unmapped or undefined in a disk without a parent: reads as zeros
+  | 'parent'; // not present in a differencing disk: comes from the parent
+
+export interface Extent {
+  offset: number;
+  length: number;
+  kind: ExtentKind;
+  /** The BAT state name of the blocks in this extent. */
+  state: string;
+  /** File offset of the first byte, for `data` extents. */
+  fileOffset?: number;
+}
+
+export class VhdxImage {
+  readonly readOnly: boolean;
+  private closed = false;
+
+  private constructor(
+    readonly backend: Backend,
+    protected readonly layout: OpenedLayout,
+    readOnly: boolean,
+  ) {
+    this.readOnly = readOnly;
+  }
+
+  static async open(backend: Backend, options: OpenOptions = {}): Promise<VhdxImage> {
+    const readOnly = options.readOnly ?? backend.readOnly;
+    const layout = await openLayout(backend, { readOnly });
+    return new VhdxImage(backend, layout, readOnly);
+  }
+
+  get virtualSize(): number {
+    return this.layout.metadata.virtualDiskSize;
+  }
+
+  get blockSize(): number {
+    return this.layout.metadata.blockSize;
+  }
+
+  get logicalSectorSize(): number {
+    return this.layout.metadata.logicalSectorSize;
+  }
+
+  get physicalSectorSize(): number {
+    return this.layout.metadata.physicalSectorSize;
+  }
+
+  get type(): ImageType {
+    const m = this.layout.metadata;
+    return m.hasParent ? 'differencing' : m.leaveBlockAllocated ? 'fixed' : 'dynamic';
+  }
+
+  get warnings(): readonly string[] {
+    return this.layout.warnings;
+  }
+
+  info(): ImageInfo {
+    const { header, metadata, geometry } = this.layout;
+    let allocatedBlocks = 0;
+    for (let b = 0; b < geometry.payloadBlocks; b++) {
+      const s = this.layout.bat.blockState(b);
+      if (s === PAYLOAD_BLOCK_FULLY_PRESENT || s === PAYLOAD_BLOCK_PARTIALLY_PRESENT) allocatedBlocks++;
+    }
+    return {
+      type: this.type,
+      virtualSize: metadata.virtualDiskSize,
+      blockSize: metadata.blockSize,
+      logicalSectorSize: metadata.logicalSectorSize,
+      physicalSectorSize: metadata.physicalSectorSize,
+      virtualDiskId: guidToString(metadata.virtualDiskId),
+      fileWriteGuid: guidToString(header.fileWriteGuid),
+      dataWriteGuid: guidToString(header.dataWriteGuid),
+      logGuid: guidToString(this.layout.headerWriter.header.logGuid),
+      logState: this.layout.logState,
+      logOffset: header.logOffset,
+      logLength: header.logLength,
+      headerSequence: this.layout.headerWriter.header.sequenceNumber.toString(),
+      creator: this.layout.creator,
+      fileSize: this.layout.fileSize,
+      allocatedBytes: allocatedBlocks * metadata.blockSize,
+      chunkRatio: geometry.chunkRatio,
+      parentLocator: metadata.parentLocator ? Object.fromEntries(metadata.parentLocator.entries.map((e) => [e.key, e.value])) : null,
+      warnings: [...this.layout.warnings],
+    };
+  }
+
+  private classify(block: number): { kind: ExtentKind; state: number; fileOffset: number } {
+    const state = this.layout.bat.blockState(block);
+    switch (state) {
+      case PAYLOAD_BLOCK_FULLY_PRESENT:
+        return { kind: 'data', state, fileOffset: this.layout.bat.blockOffset(block) };
+      case PAYLOAD_BLOCK_PARTIALLY_PRESENT:
+        return { kind: 'parent', state, fileOffset: this.layout.bat.blockOffset(block) };
+      case PAYLOAD_BLOCK_ZERO:
+        return { kind: 'zero', state, fileOffset: 0 };
+      case PAYLOAD_BLOCK_NOT_PRESENT:
+        return { kind: this.layout.metadata.hasParent ? 'parent' : 'unallocated', state, fileOffset: 0 };
+      default: // UNDEFINED, UNMAPPED (3 and the v0.95 value 5): zeros in every disk type (§7.2)
+        return { kind: 'unallocated', state, fileOffset: 0 };
+    }
+  }
+
+  /**
+   * The allocation map of [offset, offset + length): runs of equal kind and state, `data` runs merged
+   * only where their file offsets are contiguous.
+   */
+  extents(offset = 0, length = this.virtualSize - offset): Extent[] {
+    this.checkRange(offset, length);
+    const out: Extent[] = [];
+    const blockSize = this.blockSize;
+    let position = offset;
+    const end = offset + length;
+    while (position < end) {
+      const block = Math.floor(position / blockSize);
+      const inBlock = position - block * blockSize;
+      const run = Math.min(blockSize - inBlock, end - position);
+      const c = this.classify(block);
+      const fileOffset = c.kind === 'data' ? c.fileOffset + inBlock : undefined;
+      const last = out[out.length - 1];
+      if (
+        last &&
+        last.kind === c.kind &&
+        last.state === PAYLOAD_STATE_NAMES[c.state] &&
+        (c.kind !== 'data' || last.fileOffset! + last.length === fileOffset)
+      ) {
+        last.length += run;
+      } else {
+        const extent: Extent = { offset: position, length: run, kind: c.kind, state: PAYLOAD_STATE_NAMES[c.state]! };
+        if (fileOffset !== undefined) extent.fileOffset = fileOffset;
+        out.push(extent);
+      }
+      position += run;
+    }
+    return out;
+  }
+
+  /** Reads `length` bytes at virtual `offset` (any alignment). */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    await this.readInto(out, offset);
+    return out;
+  }
+
+  /** Fills `target` from virtual `offset`. Contiguous present blocks become one file read. */
+  async readInto(target: Uint8Array, offset: number): Promise<void> {
+    this.assertOpen();
+    this.checkRange(offset, target.length);
+    let done = 0;
+    for (const extent of this.extents(offset, target.length)) {
+      const piece = target.subarray(done, done + extent.length);
+      if (extent.kind === 'data') {
+        const got = await readFully(this.backend, piece, extent.fileOffset!);
+        // A block cut short by the end of the file (validated at open) reads as zeros past it.
+        piece.fill(0, got);
+      } else if (extent.kind === 'parent') {
+        throw new VhdxError('PARENT_REQUIRED', `reading virtual offset ${extent.offset} needs the parent disk, which is not attached`, { file: this.backend.name });
+      } else {
+        piece.fill(0);
+      }
+      done += extent.length;
+    }
+  }
+
+  /**
+   * The whole virtual disk (or a range) as consecutive chunks of at most `chunkSize` bytes. Each chunk
+   * is a fresh buffer, so consumers may keep it.
+   */
+  async *chunks(options: { offset?: number; length?: number; chunkSize?: number } = {}): AsyncGenerator<Uint8Array> {
+    const offset = options.offset ?? 0;
+    const length = options.length ?? this.virtualSize - offset;
+    const chunkSize = options.chunkSize ?? 4 * 1024 * 1024;
+    this.checkRange(offset, length);
+    for (let position = offset; position < offset + length; position += chunkSize) {
+      yield await this.read(position, Math.min(chunkSize, offset + length - position));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.backend.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new VhdxError('INVALID_ARGUMENT', 'image is closed', { file: this.backend.name });
+  }
+
+  private checkRange(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
+      throw new VhdxError('OUT_OF_RANGE', `range [${offset}, ${offset + length}) is outside the ${this.virtualSize}-byte virtual disk`, { file: this.backend.name });
+    }
+  }
+}

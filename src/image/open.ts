@@ -1,0 +1,350 @@
+/**
+ * Opening an image: every structure is read, checked against the file size and the spec's limits before
+ * anything is allocated from it, and the log is replayed (to the file when writable, in memory when not).
+ * Order matters: headers first, then the log (it may rewrite region tables, metadata and BAT), then the
+ * region table, metadata and BAT, all read through the replayed view.
+ */
+import { MiB, isMultipleOf } from '../format/bytes.js';
+import { batGeometry, BAT_ENTRY_SIZE, type BatGeometry } from '../format/bat.js';
+import {
+  ALIGNMENT,
+  FILE_IDENTIFIER_OFFSET,
+  HEADER_SECTION_SIZE,
+  MAX_BLOCK_SIZE,
+  MAX_VIRTUAL_DISK_SIZE,
+  METADATA_FILE_PARAMETERS,
+  METADATA_LOGICAL_SECTOR_SIZE,
+  METADATA_PARENT_LOCATOR,
+  METADATA_PHYSICAL_SECTOR_SIZE,
+  METADATA_VIRTUAL_DISK_ID,
+  METADATA_VIRTUAL_DISK_SIZE,
+  MIN_BLOCK_SIZE,
+  REGION_BAT,
+  REGION_METADATA,
+  REGION_TABLE1_OFFSET,
+  REGION_TABLE2_OFFSET,
+  REGION_TABLE_SIZE,
+} from '../format/constants.js';
+import { VhdxError } from '../format/errors.js';
+import { decodeFileIdentifier, FILE_IDENTIFIER_DECODED_SIZE } from '../format/file-identifier.js';
+import { guidEquals, guidIsZero, guidToString, randomGuid, type Guid } from '../format/guid.js';
+import type { Header } from '../format/header.js';
+import {
+  METADATA_TABLE_SIZE,
+  MAX_METADATA_ITEM_LENGTH,
+  decodeFileParameters,
+  decodeMetadataTable,
+  decodeSectorSize,
+  decodeVirtualDiskId,
+  decodeVirtualDiskSize,
+  type MetadataEntry,
+} from '../format/metadata.js';
+import { decodeParentLocator, type ParentLocator } from '../format/parent-locator.js';
+import { decodeRegionTable, type RegionEntry, type RegionTable } from '../format/region-table.js';
+import { readFully, type Backend } from '../io/backend.js';
+import { BatTable, findOverlap, type Range } from './bat-table.js';
+import { chooseHeader, HeaderWriter, readHeaderCopies } from './headers.js';
+import { applySequence, findActiveSequence, LogOverlay, validateSequenceTargets } from './log-replay.js';
+
+/** What happened to the log at open. */
+export type LogState =
+  | 'empty' // LogGuid zero: nothing to replay
+  | 'replayed' // a dirty log was written to the file (writable open)
+  | 'replayed-in-memory'; // a dirty log is applied in memory only (read-only open)
+
+export interface OpenOptions {
+  readOnly?: boolean;
+}
+
+export interface ImageMetadata {
+  blockSize: number;
+  leaveBlockAllocated: boolean;
+  hasParent: boolean;
+  virtualDiskSize: number;
+  virtualDiskId: Guid;
+  logicalSectorSize: number;
+  physicalSectorSize: number;
+  parentLocator: ParentLocator | null;
+  entries: MetadataEntry[];
+}
+
+export interface OpenedLayout {
+  creator: string;
+  header: Header;
+  headerWriter: HeaderWriter;
+  regionTable: RegionTable;
+  batRegion: RegionEntry;
+  metadataRegion: RegionEntry;
+  metadata: ImageMetadata;
+  geometry: BatGeometry;
+  bat: BatTable;
+  logState: LogState;
+  /** Present after a read-only open of a dirty log; every metadata read must go through it. */
+  overlay: LogOverlay | null;
+  fileSize: number;
+  warnings: string[];
+}
+
+export async function openLayout(backend: Backend, options: OpenOptions = {}): Promise<OpenedLayout> {
+  const file = backend.name;
+  const readOnly = options.readOnly ?? backend.readOnly;
+  const warnings: string[] = [];
+  let fileSize = await backend.size();
+
+  const identifier = new Uint8Array(Math.min(fileSize, FILE_IDENTIFIER_DECODED_SIZE));
+  await readFully(backend, identifier, FILE_IDENTIFIER_OFFSET);
+  let creator: string;
+  try {
+    creator = decodeFileIdentifier(identifier).creator;
+  } catch (error) {
+    throw withFile(error, file);
+  }
+  if (fileSize < HEADER_SECTION_SIZE) {
+    throw new VhdxError('TRUNCATED', `file is ${fileSize} bytes, shorter than the 1 MiB header section`, { file });
+  }
+
+  const chosen = chooseHeader(await readHeaderCopies(backend), file);
+  warnings.push(...chosen.warnings);
+  const headerWriter = new HeaderWriter(backend, chosen);
+  validateHeader(chosen.header, fileSize, file);
+
+  // ---- Log (§8.7)
+  let logState: LogState = 'empty';
+  let overlay: LogOverlay | null = null;
+  const header = chosen.header;
+  if (!guidIsZero(header.logGuid)) {
+    const log = new Uint8Array(header.logLength);
+    await readFully(backend, log, header.logOffset);
+    const sequence = findActiveSequence(log, header.logGuid);
+    if (sequence === null) {
+      throw new VhdxError('BAD_LOG', `log ${guidToString(header.logGuid)} is marked in use but holds no valid entry sequence`, { file, offset: header.logOffset });
+    }
+    validateSequenceTargets(sequence, file);
+    if (fileSize < sequence.head.header.flushedFileOffset) {
+      throw new VhdxError('TRUNCATED', `file is ${fileSize} bytes but the log says ${sequence.head.header.flushedFileOffset} bytes were durable: it was truncated`, { file });
+    }
+    if (readOnly) {
+      overlay = new LogOverlay(sequence);
+      logState = 'replayed-in-memory';
+    } else {
+      // §3.4 and §8.7 step 8: a new FileWriteGuid precedes every other modification, replay included.
+      // DataWriteGuid stays: replay restores what readers already see, so children stay valid.
+      await headerWriter.update({ fileWriteGuid: randomGuid() });
+      await applySequence(backend, sequence);
+      await headerWriter.update({ logGuid: new Uint8Array(16) });
+      fileSize = await backend.size();
+      logState = 'replayed';
+    }
+  }
+  const effectiveSize = overlay ? Math.max(fileSize, overlay.extent) : fileSize;
+  const readMeta = async (position: number, length: number): Promise<Uint8Array> => {
+    const out = new Uint8Array(length);
+    await readFully(backend, out, position);
+    overlay?.patch(out, position);
+    return out;
+  };
+
+  // ---- Region table (§4)
+  const regionTable = await chooseRegionTable(readMeta, file, warnings);
+  const { batRegion, metadataRegion } = validateRegions(regionTable, header, effectiveSize, file);
+
+  // ---- Metadata (§5)
+  const metadata = await readMetadata(readMeta, metadataRegion, file);
+  const geometry = batGeometry(metadata.virtualDiskSize, metadata.blockSize, metadata.logicalSectorSize, metadata.hasParent);
+
+  // ---- BAT (§7)
+  const requiredBytes = geometry.requiredEntries * BAT_ENTRY_SIZE;
+  if (batRegion.length < requiredBytes) {
+    throw new VhdxError('BAD_BAT', `BAT region is ${batRegion.length} bytes but ${geometry.requiredEntries} entries need ${requiredBytes}`, { file, offset: batRegion.fileOffset });
+  }
+  // Whole 4 KiB sectors: the writer logs the BAT a sector at a time.
+  const batBytes = await readMeta(batRegion.fileOffset, Math.min(batRegion.length, Math.ceil(requiredBytes / 4096) * 4096));
+  const bat = new BatTable(geometry, batBytes);
+  const structures: Range[] = [
+    { start: 0, end: HEADER_SECTION_SIZE, what: 'header section' },
+    ...regionTable.entries.map((r) => ({ start: r.fileOffset, end: r.fileOffset + r.length, what: regionName(r) })),
+  ];
+  if (header.logLength > 0) structures.push({ start: header.logOffset, end: header.logOffset + header.logLength, what: 'log' });
+  warnings.push(...bat.validate({ hasParent: metadata.hasParent, fileSize: effectiveSize, structures, file, batOffset: batRegion.fileOffset }));
+
+  return { creator, header: headerWriter.header, headerWriter, regionTable, batRegion, metadataRegion, metadata, geometry, bat, logState, overlay, fileSize, warnings };
+}
+
+function withFile(error: unknown, file: string): unknown {
+  if (error instanceof VhdxError && error.file === undefined) error.file = file;
+  return error;
+}
+
+/** §3.2 step 4 and §3.1: judged only after the current header is chosen. */
+function validateHeader(header: Header, fileSize: number, file: string): void {
+  if (header.version !== 1) {
+    throw new VhdxError('UNSUPPORTED', `header version ${header.version} is not supported (expected 1)`, { file });
+  }
+  const logInUse = !guidIsZero(header.logGuid);
+  if (logInUse && header.logVersion !== 0) {
+    throw new VhdxError('UNSUPPORTED', `log version ${header.logVersion} is not supported (expected 0)`, { file });
+  }
+  if (header.logLength === 0) {
+    if (logInUse) throw new VhdxError('BAD_HEADER', 'log is marked in use but has length 0', { file });
+    return;
+  }
+  if (!isMultipleOf(header.logLength, MiB) || !isMultipleOf(header.logOffset, ALIGNMENT) || header.logOffset < HEADER_SECTION_SIZE) {
+    throw new VhdxError('BAD_HEADER', `log at offset ${header.logOffset} with length ${header.logLength} is not 1 MiB aligned after the header section`, { file });
+  }
+  if (header.logOffset + header.logLength > fileSize) {
+    throw new VhdxError('TRUNCATED', `log [${header.logOffset}, ${header.logOffset + header.logLength}) extends past the end of the ${fileSize}-byte file`, { file });
+  }
+}
+
+type ReadMeta = (position: number, length: number) => Promise<Uint8Array>;
+
+/** §4.4 step 1: copy 1 when valid, else copy 2; a warning when one is bad or they differ. */
+async function chooseRegionTable(readMeta: ReadMeta, file: string, warnings: string[]): Promise<RegionTable> {
+  const tables: (RegionTable | null)[] = [];
+  const raws: Uint8Array[] = [];
+  for (const [i, offset] of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET].entries()) {
+    const raw = await readMeta(offset, REGION_TABLE_SIZE);
+    raws.push(raw);
+    try {
+      tables.push(decodeRegionTable(raw));
+    } catch (error) {
+      if (!(error instanceof VhdxError)) throw error;
+      warnings.push(`region table copy ${i + 1} (at ${offset}) is unusable: ${error.message}`);
+      tables.push(null);
+    }
+  }
+  const table = tables[0] ?? tables[1];
+  if (!table) {
+    throw new VhdxError('BAD_REGION_TABLE', 'neither region table copy is valid', { file, offset: REGION_TABLE1_OFFSET });
+  }
+  if (tables[0] && tables[1] && !sameBytes(raws[0]!, raws[1]!)) warnings.push('the two region table copies differ; using copy 1');
+  return table;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function regionName(r: RegionEntry): string {
+  if (guidEquals(r.guid, REGION_BAT)) return 'BAT region';
+  if (guidEquals(r.guid, REGION_METADATA)) return 'metadata region';
+  return `region ${guidToString(r.guid)}`;
+}
+
+/** §4.2-§4.4: alignment, bounds, required GUIDs, BAT and metadata exactly once, no overlaps. */
+function validateRegions(table: RegionTable, header: Header, fileSize: number, file: string): { batRegion: RegionEntry; metadataRegion: RegionEntry } {
+  let batRegion: RegionEntry | undefined;
+  let metadataRegion: RegionEntry | undefined;
+  const ranges: Range[] = [{ start: 0, end: HEADER_SECTION_SIZE, what: 'header section' }];
+  if (header.logLength > 0) ranges.push({ start: header.logOffset, end: header.logOffset + header.logLength, what: 'log' });
+  for (const r of table.entries) {
+    const name = regionName(r);
+    if (!isMultipleOf(r.fileOffset, ALIGNMENT) || r.fileOffset < HEADER_SECTION_SIZE || !isMultipleOf(r.length, MiB) || r.length === 0) {
+      throw new VhdxError('BAD_REGION_TABLE', `${name} at offset ${r.fileOffset} with length ${r.length} is not 1 MiB aligned after the header section`, { file });
+    }
+    if (r.fileOffset + r.length > fileSize) {
+      throw new VhdxError('TRUNCATED', `${name} [${r.fileOffset}, ${r.fileOffset + r.length}) extends past the end of the ${fileSize}-byte file`, { file });
+    }
+    if (guidEquals(r.guid, REGION_BAT)) {
+      if (batRegion) throw new VhdxError('BAD_REGION_TABLE', 'the BAT region appears twice', { file });
+      batRegion = r;
+    } else if (guidEquals(r.guid, REGION_METADATA)) {
+      if (metadataRegion) throw new VhdxError('BAD_REGION_TABLE', 'the metadata region appears twice', { file });
+      metadataRegion = r;
+    } else if (r.required) {
+      throw new VhdxError('UNKNOWN_REQUIRED_REGION', `unknown region ${guidToString(r.guid)} is marked required`, { file, offset: REGION_TABLE1_OFFSET });
+    }
+    ranges.push({ start: r.fileOffset, end: r.fileOffset + r.length, what: name });
+  }
+  if (!batRegion) throw new VhdxError('BAD_REGION_TABLE', 'no BAT region', { file });
+  if (!metadataRegion) throw new VhdxError('BAD_REGION_TABLE', 'no metadata region', { file });
+  const overlap = findOverlap(ranges);
+  if (overlap) {
+    throw new VhdxError('OVERLAP', `${overlap[0].what} overlaps ${overlap[1].what}`, { file, offset: overlap[1].start });
+  }
+  return { batRegion, metadataRegion };
+}
+
+const KNOWN_ITEMS: { id: Guid; name: string }[] = [
+  { id: METADATA_FILE_PARAMETERS, name: 'File Parameters' },
+  { id: METADATA_VIRTUAL_DISK_SIZE, name: 'Virtual Disk Size' },
+  { id: METADATA_VIRTUAL_DISK_ID, name: 'Virtual Disk ID' },
+  { id: METADATA_LOGICAL_SECTOR_SIZE, name: 'Logical Sector Size' },
+  { id: METADATA_PHYSICAL_SECTOR_SIZE, name: 'Physical Sector Size' },
+  { id: METADATA_PARENT_LOCATOR, name: 'Parent Locator' },
+];
+
+/** §5: the table, each item's bounds, unknown required items, then the values and their legal ranges. */
+async function readMetadata(readMeta: ReadMeta, region: RegionEntry, file: string): Promise<ImageMetadata> {
+  const bad = (message: string): VhdxError => new VhdxError('BAD_METADATA', message, { file, offset: region.fileOffset });
+  if (region.length < METADATA_TABLE_SIZE) throw bad(`metadata region is only ${region.length} bytes`);
+  let entries: MetadataEntry[];
+  try {
+    entries = decodeMetadataTable(await readMeta(region.fileOffset, METADATA_TABLE_SIZE)).entries;
+  } catch (error) {
+    throw withFile(error, file);
+  }
+  const items = new Map<string, Uint8Array>();
+  const ranges: Range[] = [];
+  const seen = new Set<string>();
+  for (const e of entries) {
+    const key = `${guidToString(e.itemId)}/${e.isUser}`;
+    if (seen.has(key)) throw bad(`metadata item ${guidToString(e.itemId)} appears twice`);
+    seen.add(key);
+    if (e.length === 0) {
+      if (e.offset !== 0) throw bad(`empty metadata item ${guidToString(e.itemId)} has non-zero offset ${e.offset}`);
+    } else if (e.offset < METADATA_TABLE_SIZE || e.length > MAX_METADATA_ITEM_LENGTH || e.offset + e.length > region.length) {
+      throw bad(`metadata item ${guidToString(e.itemId)} (offset ${e.offset}, length ${e.length}) lies outside the ${region.length}-byte region`);
+    } else {
+      ranges.push({ start: e.offset, end: e.offset + e.length, what: `metadata item ${guidToString(e.itemId)}` });
+    }
+    if (e.isUser) continue;
+    const known = KNOWN_ITEMS.find((k) => guidEquals(k.id, e.itemId));
+    if (!known) {
+      if (e.isRequired) {
+        throw new VhdxError('UNKNOWN_REQUIRED_METADATA', `unknown metadata item ${guidToString(e.itemId)} is marked required`, { file, offset: region.fileOffset });
+      }
+      continue;
+    }
+    items.set(known.name, e.length === 0 ? new Uint8Array(0) : await readMeta(region.fileOffset + e.offset, e.length));
+  }
+  const overlap = findOverlap(ranges);
+  if (overlap) throw bad(`${overlap[0].what} overlaps ${overlap[1].what}`);
+
+  const item = (name: string): Uint8Array => {
+    const bytes = items.get(name);
+    if (!bytes) throw bad(`required metadata item ${name} is missing`);
+    return bytes;
+  };
+  const decode = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (error) {
+      throw withFile(error, file);
+    }
+  };
+  const params = decode(() => decodeFileParameters(item('File Parameters')));
+  const virtualDiskSize = decode(() => decodeVirtualDiskSize(item('Virtual Disk Size')));
+  const virtualDiskId = decode(() => decodeVirtualDiskId(item('Virtual Disk ID')));
+  const logicalSectorSize = decode(() => decodeSectorSize(item('Logical Sector Size'), 'Logical Sector Size'));
+  const physicalSectorSize = decode(() => decodeSectorSize(item('Physical Sector Size'), 'Physical Sector Size'));
+
+  // §5.4 value rules.
+  const { blockSize } = params;
+  if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
+    throw bad(`block size ${blockSize} is not a power of two from 1 MiB to 256 MiB`);
+  }
+  if (logicalSectorSize !== 512 && logicalSectorSize !== 4096) throw bad(`logical sector size ${logicalSectorSize} is neither 512 nor 4096`);
+  if (physicalSectorSize !== 512 && physicalSectorSize !== 4096) throw bad(`physical sector size ${physicalSectorSize} is neither 512 nor 4096`);
+  if (virtualDiskSize === 0 || virtualDiskSize > MAX_VIRTUAL_DISK_SIZE || virtualDiskSize % logicalSectorSize !== 0) {
+    throw bad(`virtual disk size ${virtualDiskSize} is not a non-zero multiple of ${logicalSectorSize} up to 64 TiB`);
+  }
+  let parentLocator: ParentLocator | null = null;
+  if (params.hasParent) {
+    parentLocator = decode(() => decodeParentLocator(item('Parent Locator')));
+  }
+  return { ...params, virtualDiskSize, virtualDiskId, logicalSectorSize, physicalSectorSize, parentLocator, entries };
+}
+

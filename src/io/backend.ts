@@ -1,0 +1,44 @@
+/**
+ * The whole I/O contract of the library: positional reads and writes, a durability barrier, size and
+ * truncate. Image code talks only to this; only the Node implementation touches the operating system.
+ */
+import { VhdxError } from '../format/errors.js';
+
+export interface Backend {
+  /** A name for messages: the file path, or a label for in-memory images. */
+  readonly name: string;
+  readonly readOnly: boolean;
+  /** Reads up to `length` bytes at `position` into `target` (from its start); returns bytes read (short only at EOF). */
+  read(target: Uint8Array, position: number): Promise<number>;
+  /** Writes all of `data` at `position`, growing the file if needed. */
+  write(data: Uint8Array, position: number): Promise<void>;
+  /** Durability barrier: every write completed before the call is durable when it resolves. */
+  flush(): Promise<void>;
+  size(): Promise<number>;
+  truncate(size: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Reads exactly `length` bytes or throws TRUNCATED naming `what`. */
+export async function readExactly(backend: Backend, position: number, length: number, what: string): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  const got = await readFully(backend, out, position);
+  if (got !== length) {
+    throw new VhdxError('TRUNCATED', `file ends inside the ${what} (needs ${length} bytes at offset ${position}, file has ${got})`, {
+      file: backend.name,
+      offset: position,
+    });
+  }
+  return out;
+}
+
+/** Fills `target` from `position`, looping over short reads; returns the bytes read (less only at EOF). */
+export async function readFully(backend: Backend, target: Uint8Array, position: number): Promise<number> {
+  let done = 0;
+  while (done < target.length) {
+    const n = await backend.read(target.subarray(done), position + done);
+    if (n <= 0) break;
+    done += n;
+  }
+  return done;
+}

@@ -1,0 +1,119 @@
+/** The Node.js file backend: positional I/O on one file handle; flush is fsync. */
+import { open, type FileHandle } from 'node:fs/promises';
+import { VhdxError } from '../format/errors.js';
+import type { Backend } from './backend.js';
+
+export interface NodeFileOptions {
+  readOnly?: boolean;
+  /** Create the file (emptying it if it exists) instead of opening an existing one. */
+  create?: boolean;
+}
+
+export class NodeFileBackend implements Backend {
+  readonly name: string;
+  readonly readOnly: boolean;
+  private readonly handle: FileHandle;
+  private closed = false;
+
+  private constructor(name: string, handle: FileHandle, readOnly: boolean) {
+    this.name = name;
+    this.handle = handle;
+    this.readOnly = readOnly;
+  }
+
+  static async open(path: string, options: NodeFileOptions = {}): Promise<NodeFileBackend> {
+    const readOnly = options.readOnly ?? true;
+    const flags = options.create ? 'w+' : readOnly ? 'r' : 'r+';
+    try {
+      const handle = await open(path, flags);
+      const stat = await handle.stat();
+      if (stat.isDirectory()) {
+        await handle.close();
+        throw new VhdxError('INVALID_ARGUMENT', 'is a directory', { file: path });
+      }
+      return new NodeFileBackend(path, handle, readOnly);
+    } catch (error) {
+      throw toVhdxError(error, path);
+    }
+  }
+
+  async read(target: Uint8Array, position: number): Promise<number> {
+    try {
+      const { bytesRead } = await this.handle.read(target, 0, target.length, position);
+      return bytesRead;
+    } catch (error) {
+      throw toVhdxError(error, this.name);
+    }
+  }
+
+  async write(data: Uint8Array, position: number): Promise<void> {
+    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
+    try {
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (error) {
+      throw toVhdxError(error, this.name);
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.readOnly) return;
+    try {
+      await this.handle.sync();
+    } catch (error) {
+      throw toVhdxError(error, this.name);
+    }
+  }
+
+  async size(): Promise<number> {
+    try {
+      return (await this.handle.stat()).size;
+    } catch (error) {
+      throw toVhdxError(error, this.name);
+    }
+  }
+
+  async truncate(size: number): Promise<void> {
+    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
+    try {
+      await this.handle.truncate(size);
+    } catch (error) {
+      throw toVhdxError(error, this.name);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+}
+
+/** Maps an operating-system error to the typed error, keeping the message to one line. */
+export function toVhdxError(error: unknown, file: string): VhdxError {
+  if (error instanceof VhdxError) {
+    if (error.file === undefined) error.file = file;
+    return error;
+  }
+  const e = error as NodeJS.ErrnoException;
+  switch (e?.code) {
+    case 'ENOENT':
+      return new VhdxError('NOT_FOUND', 'no such file', { file, cause: error });
+    case 'EACCES':
+    case 'EPERM':
+      return new VhdxError('IO', 'permission denied', { file, cause: error });
+    case 'EROFS':
+      return new VhdxError('READ_ONLY', 'file system is read-only', { file, cause: error });
+    case 'EEXIST':
+      return new VhdxError('INVALID_ARGUMENT', 'file already exists', { file, cause: error });
+    case 'EISDIR':
+      return new VhdxError('INVALID_ARGUMENT', 'is a directory', { file, cause: error });
+    case 'ENOSPC':
+      return new VhdxError('IO', 'no space left on device', { file, cause: error });
+    default:
+      return new VhdxError('IO', e?.message ?? String(error), { file, cause: error });
+  }
+}

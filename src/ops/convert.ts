@@ -1,0 +1,56 @@
+/** Whole-disk copy of a VHDX image to a raw image. */
+import type { Backend } from '../io/backend.js';
+import type { VhdxImage } from '../image/image.js';
+
+/** Where raw bytes go: a positional file (holes stay holes) or a stream that must receive every byte. */
+export type RawOutput = { kind: 'file'; backend: Backend } | { kind: 'stream'; write(data: Uint8Array): Promise<void> };
+
+export interface ConvertOptions {
+  /** Bytes per read; two buffers of this size are in flight. */
+  chunkSize?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Copies the virtual disk to `output`. To a file, the output is sized first and only extents that hold
+ * data are written, so unallocated ranges stay sparse; reads and writes overlap (one chunk each in flight).
+ */
+export async function convertToRaw(image: VhdxImage, output: RawOutput, options: ConvertOptions = {}): Promise<void> {
+  const chunkSize = options.chunkSize ?? 8 * 1024 * 1024;
+  const total = image.virtualSize;
+  const buffers = [new Uint8Array(chunkSize), new Uint8Array(chunkSize)];
+  let which = 0;
+  let pending: Promise<void> = Promise.resolve();
+  let done = 0;
+  const emit = async (data: Uint8Array, position: number): Promise<void> => {
+    await pending;
+    pending = output.kind === 'file' ? output.backend.write(data, position) : output.write(data);
+  };
+  if (output.kind === 'file') {
+    await output.backend.truncate(0);
+    await output.backend.truncate(total);
+  }
+  for (const extent of image.extents()) {
+    const hasData = extent.kind === 'data' || extent.kind === 'parent';
+    if (!hasData && output.kind === 'file') {
+      done += extent.length;
+      options.onProgress?.(done, total);
+      continue;
+    }
+    for (let position = extent.offset; position < extent.offset + extent.length; ) {
+      const n = Math.min(chunkSize, extent.offset + extent.length - position);
+      const buffer = buffers[which]!.subarray(0, n);
+      which ^= 1;
+      if (hasData) {
+        await image.readInto(buffer, position);
+      } else {
+        buffer.fill(0);
+      }
+      await emit(buffer, position);
+      position += n;
+      done += n;
+      options.onProgress?.(done, total);
+    }
+  }
+  await pending;
+}
