@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (system peers and npm packages), builds, and runs every test.
+# Used as-is by the README and by CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || need+=(qemu-utils)
+/usr/bin/python3 -c 'import pyvhdi' 2>/dev/null || need+=(python3-libvhdi)
+command -v vhdiinfo >/dev/null || need+=(libvhdi-utils)
+command -v nbdinfo >/dev/null || need+=(libnbd-bin)
+command -v strace >/dev/null || need+=(strace)
+command -v tmux >/dev/null || need+=(tmux)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing system packages: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+npm ci --no-audit --no-fund
+npm test

@@ -1,0 +1,102 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { run, tempDir, VHDX_BIN, patternBytes } from '../helpers.js';
+import { NodeFileBackend } from '../../src/io/node-file.js';
+import { buildImage } from '../../src/ops/build-image.js';
+
+const MiB = 1024 * 1024;
+
+async function sample(dir: string): Promise<{ path: string; data: Uint8Array }> {
+  const path = join(dir, 'sample.vhdx');
+  const data = patternBytes(3 * MiB + 5, 77);
+  const b = await NodeFileBackend.open(path, { readOnly: false, create: true });
+  await buildImage(b, { virtualSize: 8 * MiB, blockSize: MiB, writes: [{ offset: 1000, data }] });
+  await b.close();
+  return { path, data };
+}
+
+function assertOneLineError(r: { code: number | null; stderr: string; stdout: Buffer }, pattern: RegExp): void {
+  assert.notEqual(r.code, 0);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line expected, got: ${r.stderr}`);
+  assert.match(lines[0]!, /^vhdx: /);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+}
+
+describe('vhdx CLI', () => {
+  test('info, map, read and convert on a sample image', async () => {
+    const dir = tempDir();
+    try {
+      const { path, data } = await sample(dir.path);
+      const info = JSON.parse(run(VHDX_BIN, ['info', path, '--json']).stdout.toString());
+      assert.equal(info.virtualSize, 8 * MiB);
+      assert.equal(info.blockSize, MiB);
+      assert.equal(info.type, 'dynamic');
+      assert.equal(info.logState, 'empty');
+      const human = run(VHDX_BIN, ['info', path]).stdout.toString();
+      assert.match(human, /virtual size:\s+8 MiB \(8388608 bytes\)/);
+
+      const map = JSON.parse(run(VHDX_BIN, ['map', path, '--json']).stdout.toString());
+      assert.deepEqual(map.map((e: { kind: string }) => e.kind), ['data', 'unallocated']);
+
+      const read = run(VHDX_BIN, ['read', path, '--offset', '1000', '--length', '2K']);
+      assert.equal(read.code, 0);
+      assert.deepEqual(new Uint8Array(read.stdout), data.subarray(0, 2048));
+
+      const out = join(dir.path, 'out.raw');
+      assert.equal(run(VHDX_BIN, ['convert', path, out]).code, 0);
+      const raw = readFileSync(out);
+      assert.equal(raw.length, 8 * MiB);
+      assert.deepEqual(new Uint8Array(raw.subarray(1000, 1000 + data.length)), data);
+      assert.ok(statSync(out).blocks * 512 < 6 * MiB, 'unallocated space stays a hole');
+      const piped = run(VHDX_BIN, ['convert', path, '-']);
+      assert.equal(Buffer.compare(piped.stdout, raw), 0);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  test('errors are one line naming the file, with no stack trace', async () => {
+    const dir = tempDir();
+    try {
+      const notVhdx = join(dir.path, 'plain.bin');
+      writeFileSync(notVhdx, Buffer.alloc(4096, 7));
+      assertOneLineError(run(VHDX_BIN, ['info', notVhdx]), /plain\.bin: not a VHDX file/);
+      assertOneLineError(run(VHDX_BIN, ['info', join(dir.path, 'missing.vhdx')]), /missing\.vhdx: no such file/);
+      const { path } = await sample(dir.path);
+      const truncated = join(dir.path, 'cut.vhdx');
+      writeFileSync(truncated, readFileSync(path).subarray(0, 700 * 1024));
+      assertOneLineError(run(VHDX_BIN, ['info', truncated]), /cut\.vhdx: .*(truncat|shorter|ends)/);
+      assertOneLineError(run(VHDX_BIN, ['read', path, '--offset', '8M', '--length', '1']), /outside the .*virtual disk/);
+      assertOneLineError(run(VHDX_BIN, ['read', path, '--offset', 'ten', '--length', '1']), /--offset/);
+      assertOneLineError(run(VHDX_BIN, ['info', path, '--bogus']), /bogus/);
+      assertOneLineError(run(VHDX_BIN, ['frobnicate']), /unknown command/);
+      const badOut = join(dir.path, 'no-such-dir', 'x.raw');
+      assertOneLineError(run(VHDX_BIN, ['convert', path, badOut]), /no such file/);
+      assert.equal(existsSync(badOut), false);
+      const debug = run(VHDX_BIN, ['info', notVhdx, '--debug']);
+      assert.match(debug.stderr, /\n\s+at /, '--debug shows the stack');
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  test('--help and --version', () => {
+    const help = run(VHDX_BIN, ['--help']);
+    assert.equal(help.code, 0);
+    for (const c of ['info', 'map', 'read', 'convert', 'demo']) assert.match(help.stdout.toString(), new RegExp(`\\b${c}\\b`));
+    const commandHelp = run(VHDX_BIN, ['convert', '--help']);
+    assert.match(commandHelp.stdout.toString(), /examples:/);
+    assert.match(run(VHDX_BIN, ['--version']).stdout.toString(), /^vhdx \d+\.\d+\.\d+/);
+  });
+
+  test('demo runs end to end', () => {
+    const r = run(VHDX_BIN, ['demo']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout.toString(), /verified/);
+    assert.match(r.stdout.toString(), /fully-present/);
+  });
+});
