@@ -6,7 +6,7 @@ import { VhdxError } from './errors.js';
 
 export type Guid = Uint8Array;
 
-const TEXT = /^\{?([0-9a-fA-F]{8})-([0-9a-fA-F]{4})-([0-9a-fA-F]{4})-([0-9a-fA-F]{4})-([0-9a-fA-F]{12})\}?$/;
+const TEXT = /^([0-9a-fA-F]{8})-([0-9a-fA-F]{4})-([0-9a-fA-F]{4})-([0-9a-fA-F]{4})-([0-9a-fA-F]{12})$/;
 
 function hex(bytes: Uint8Array, order: number[]): string {
   return order.map((i) => bytes[i]!.toString(16).padStart(2, '0')).join('');
@@ -25,9 +25,12 @@ export function guidToString(guid: Guid): string {
     .toUpperCase();
 }
 
-/** Parses text with or without braces, any case. */
+/** Parses text with both braces or neither, any case. */
 export function guidFromString(text: string): Guid {
-  const m = TEXT.exec(text.trim());
+  const trimmed = text.trim();
+  // Braces come in pairs or not at all.
+  const bare = trimmed.startsWith('{') && trimmed.endsWith('}') ? trimmed.slice(1, -1) : trimmed;
+  const m = TEXT.exec(bare);
   if (!m) throw new VhdxError('INVALID_ARGUMENT', `not a GUID: ${JSON.stringify(text)}`);
   const digits = m.slice(1).join('');
   const raw = new Uint8Array(16);
