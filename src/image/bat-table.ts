@@ -76,9 +76,10 @@ export class BatTable {
   /**
    * Checks every entry (§7.2, §7.3, §9 rule 12): legal state for the disk type, zero reserved bits,
    * present blocks after the header section, inside the file and overlapping neither each other nor
-   * `structures`. Returns warnings for tolerated oddities; throws BAD_BAT or OVERLAP otherwise.
+   * `structures`. Returns warnings for tolerated oddities and every byte range in use (structures and
+   * blocks); throws BAD_BAT or OVERLAP otherwise.
    */
-  validate(options: { hasParent: boolean; fileSize: number; structures: Range[]; file: string; batOffset: number }): string[] {
+  validate(options: { hasParent: boolean; fileSize: number; structures: Range[]; file: string; batOffset: number }): { warnings: string[]; used: Range[] } {
     const { chunkRatio, payloadBlocks, sectorBitmapBlocks, blockSize, virtualDiskSize } = this.geometry;
     const warnings: string[] = [];
     const used: Range[] = [...options.structures];
@@ -127,7 +128,7 @@ export class BatTable {
         offset: overlap[1].start,
       });
     }
-    return warnings;
+    return { warnings, used };
   }
 }
 

@@ -14,6 +14,8 @@ import { VhdxError } from '../format/errors.js';
 import { guidToString } from '../format/guid.js';
 import { readFully, type Backend } from '../io/backend.js';
 import { openLayout, type LogState, type OpenedLayout, type OpenOptions } from './open.js';
+import { ImageWriter } from './writer.js';
+import { PAYLOAD_BLOCK_UNMAPPED } from '../format/bat.js';
 
 export type ImageType = 'fixed' | 'dynamic' | 'differencing';
 
@@ -60,6 +62,9 @@ export interface Extent {
 export class VhdxImage {
   readonly readOnly: boolean;
   private closed = false;
+  private readonly writer: ImageWriter | null;
+  /** Serializes every change (write, zero, discard, flush, close): allocation and logging are not reentrant. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly backend: Backend,
@@ -67,6 +72,7 @@ export class VhdxImage {
     readOnly: boolean,
   ) {
     this.readOnly = readOnly;
+    this.writer = readOnly ? null : new ImageWriter(backend, layout);
   }
 
   static async open(backend: Backend, options: OpenOptions = {}): Promise<VhdxImage> {
@@ -122,7 +128,7 @@ export class VhdxImage {
       logLength: header.logLength,
       headerSequence: this.layout.headerWriter.header.sequenceNumber.toString(),
       creator: this.layout.creator,
-      fileSize: this.layout.fileSize,
+      fileSize: this.writer?.size ?? this.layout.fileSize,
       allocatedBytes: allocatedBlocks * metadata.blockSize,
       chunkRatio: geometry.chunkRatio,
       parentLocator: metadata.parentLocator ? Object.fromEntries(metadata.parentLocator.entries.map((e) => [e.key, e.value])) : null,
@@ -221,10 +227,58 @@ export class VhdxImage {
     }
   }
 
+  /** Writes `data` at virtual `offset` (any alignment). Durable after the next `flush` or `close`. */
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.change(offset, data.length, (w) => w.write(offset, data));
+  }
+
+  /**
+   * Makes [offset, offset + length) read as zeros. Dynamic disks turn whole blocks into ZERO blocks
+   * without allocating; fixed disks get zeros written in place.
+   */
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.change(offset, length, (w) => w.zeroRange(offset, length, PAYLOAD_BLOCK_ZERO));
+  }
+
+  /** Like `writeZeroes`, but whole blocks of a dynamic disk become UNMAPPED and their space is reused. */
+  discard(offset: number, length: number): Promise<void> {
+    return this.change(offset, length, (w) => w.zeroRange(offset, length, PAYLOAD_BLOCK_UNMAPPED));
+  }
+
+  /** Everything written before the call is durable when it resolves (data sync, one log entry, apply). */
+  flush(): Promise<void> {
+    if (this.readOnly) return Promise.resolve();
+    return this.change(0, 0, (w) => w.flush());
+  }
+
+  /** Flushes, leaves the log empty and the headers clean, and closes the file. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    await this.backend.close();
+    try {
+      if (this.writer) await this.exclusive(() => this.writer!.close());
+    } finally {
+      this.closed = true;
+      await this.backend.close();
+    }
+  }
+
+  /** Log entries this session has written (each is one flush's worth of BAT sectors, or a part of it). */
+  get logEntriesWritten(): number {
+    return this.writer?.logEntriesWritten ?? 0;
+  }
+
+  private async change(offset: number, length: number, fn: (writer: ImageWriter) => Promise<void>): Promise<void> {
+    this.assertOpen();
+    if (!this.writer) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.backend.name });
+    this.checkRange(offset, length);
+    const writer = this.writer;
+    return this.exclusive(() => fn(writer));
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   private assertOpen(): void {

@@ -78,6 +78,8 @@ export interface OpenedLayout {
   metadata: ImageMetadata;
   geometry: BatGeometry;
   bat: BatTable;
+  /** Every byte range referenced at open: header section, log, regions, present blocks. */
+  used: Range[];
   logState: LogState;
   /** Present after a read-only open of a dirty log; every metadata read must go through it. */
   overlay: LogOverlay | null;
@@ -165,9 +167,10 @@ export async function openLayout(backend: Backend, options: OpenOptions = {}): P
     ...regionTable.entries.map((r) => ({ start: r.fileOffset, end: r.fileOffset + r.length, what: regionName(r) })),
   ];
   if (header.logLength > 0) structures.push({ start: header.logOffset, end: header.logOffset + header.logLength, what: 'log' });
-  warnings.push(...bat.validate({ hasParent: metadata.hasParent, fileSize: effectiveSize, structures, file, batOffset: batRegion.fileOffset }));
+  const checked = bat.validate({ hasParent: metadata.hasParent, fileSize: effectiveSize, structures, file, batOffset: batRegion.fileOffset });
+  warnings.push(...checked.warnings);
 
-  return { creator, header: headerWriter.header, headerWriter, regionTable, batRegion, metadataRegion, metadata, geometry, bat, logState, overlay, fileSize, warnings };
+  return { creator, header: headerWriter.header, headerWriter, regionTable, batRegion, metadataRegion, metadata, geometry, bat, used: checked.used, logState, overlay, fileSize, warnings };
 }
 
 function withFile(error: unknown, file: string): unknown {

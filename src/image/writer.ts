@@ -1,0 +1,187 @@
+/**
+ * The write path of an open image (format reference §7.8, §8.8, §9). The ordering rules, each enforced
+ * here and nowhere else:
+ * 1. Before the first change of a session, one header update installs a fresh FileWriteGuid and
+ *    DataWriteGuid (§3.4); nothing is written to the file before it.
+ * 2. A new block's payload (data plus explicit zeros for the rest of the block) is written before its
+ *    BAT entry changes in memory, and `flush` syncs the file before logging that entry: a BAT entry is
+ *    never durable before the data it points to.
+ * 3. BAT entries change only in memory; `flush` carries every dirty BAT sector through the log in one
+ *    entry (`LogWriter`). Writes into present blocks go in place and need no log.
+ * 4. Space a BAT change frees is reused only after that change is durable (`BlockAllocator.release`).
+ */
+import { MiB } from '../format/bytes.js';
+import {
+  BAT_ENTRY_SIZE,
+  PAYLOAD_BLOCK_FULLY_PRESENT,
+  PAYLOAD_BLOCK_PARTIALLY_PRESENT,
+  PAYLOAD_BLOCK_UNMAPPED,
+  PAYLOAD_BLOCK_ZERO,
+  payloadEntryIndex,
+} from '../format/bat.js';
+import { LOG_SECTOR_SIZE } from '../format/constants.js';
+import { VhdxError } from '../format/errors.js';
+import { randomGuid } from '../format/guid.js';
+import type { Backend } from '../io/backend.js';
+import { BlockAllocator } from './allocator.js';
+import { LogWriter } from './log-writer.js';
+import type { OpenedLayout } from './open.js';
+
+const ZERO_CHUNK = new Uint8Array(4 * MiB);
+
+export class ImageWriter {
+  private readonly allocator: BlockAllocator;
+  private readonly log: LogWriter;
+  private readonly dirtyBatSectors = new Set<number>();
+  private sessionGuidsInstalled: boolean;
+  private dataSinceSync = false;
+  private fileSize: number;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly layout: OpenedLayout,
+  ) {
+    this.allocator = new BlockAllocator(layout.metadata.blockSize, layout.used);
+    this.log = new LogWriter(backend, layout.headerWriter, layout.header.logOffset, layout.header.logLength);
+    this.sessionGuidsInstalled = false;
+    this.fileSize = layout.fileSize;
+  }
+
+  get size(): number {
+    return this.fileSize;
+  }
+
+  get logEntriesWritten(): number {
+    return this.log.entriesWritten;
+  }
+
+  private get fixed(): boolean {
+    return this.layout.metadata.leaveBlockAllocated && !this.layout.metadata.hasParent;
+  }
+
+  /** Rule 1: one header update with fresh FileWriteGuid and DataWriteGuid before the first change. */
+  private async beginChange(): Promise<void> {
+    if (this.sessionGuidsInstalled) return;
+    await this.layout.headerWriter.update({ fileWriteGuid: randomGuid(), dataWriteGuid: randomGuid() });
+    this.sessionGuidsInstalled = true;
+  }
+
+  private markBatDirty(block: number): void {
+    const index = payloadEntryIndex(block, this.layout.geometry.chunkRatio);
+    this.dirtyBatSectors.add(Math.floor((index * BAT_ENTRY_SIZE) / LOG_SECTOR_SIZE));
+  }
+
+  private async writeAt(data: Uint8Array, fileOffset: number): Promise<void> {
+    await this.backend.write(data, fileOffset);
+    this.fileSize = Math.max(this.fileSize, fileOffset + data.length);
+    this.dataSinceSync = true;
+  }
+
+  private async writeZerosAt(fileOffset: number, length: number): Promise<void> {
+    for (let done = 0; done < length; done += ZERO_CHUNK.length) {
+      await this.writeAt(ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, length - done)), fileOffset + done);
+    }
+  }
+
+  /** Rule 2: a fresh block holding `data` at `inBlock` and zeros elsewhere, written before the BAT points at it. */
+  private async allocateBlock(block: number, inBlock: number, data: Uint8Array): Promise<void> {
+    const { blockSize } = this.layout.metadata;
+    const offset = this.allocator.allocate();
+    try {
+      if (blockSize <= ZERO_CHUNK.length) {
+        // One write: the block as it must read, zeros and data together.
+        const whole = new Uint8Array(blockSize);
+        whole.set(data, inBlock);
+        await this.writeAt(whole, offset);
+      } else {
+        await this.writeZerosAt(offset, inBlock);
+        await this.writeAt(data, offset + inBlock);
+        await this.writeZerosAt(offset + inBlock + data.length, blockSize - inBlock - data.length);
+      }
+    } catch (error) {
+      this.allocator.unallocate(offset);
+      throw error;
+    }
+    this.layout.bat.setBlock(block, PAYLOAD_BLOCK_FULLY_PRESENT, offset);
+    this.markBatDirty(block);
+  }
+
+  /** Splits [offset, offset + length) into per-block pieces. */
+  private *pieces(offset: number, length: number): Generator<{ block: number; inBlock: number; start: number; length: number }> {
+    const { blockSize } = this.layout.metadata;
+    for (let position = offset; position < offset + length; ) {
+      const block = Math.floor(position / blockSize);
+      const inBlock = position - block * blockSize;
+      const n = Math.min(blockSize - inBlock, offset + length - position);
+      yield { block, inBlock, start: position - offset, length: n };
+      position += n;
+    }
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (data.length === 0) return;
+    await this.beginChange();
+    const { bat } = this.layout;
+    for (const p of this.pieces(offset, data.length)) {
+      const piece = data.subarray(p.start, p.start + p.length);
+      const state = bat.blockState(p.block);
+      if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+        await this.writeAt(piece, bat.blockOffset(p.block) + p.inBlock);
+      } else if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+        throw new VhdxError('UNSUPPORTED', 'writing into a partially present block of a differencing disk is not supported yet', { file: this.backend.name });
+      } else {
+        await this.allocateBlock(p.block, p.inBlock, piece);
+      }
+    }
+  }
+
+  /**
+   * Whole blocks of a dynamic disk go to ZERO (`zeroState`) or UNMAPPED without allocating, their
+   * space released; partial pieces of present blocks are zero-filled in place. A fixed disk keeps
+   * every block present and gets zeros written in place.
+   */
+  async zeroRange(offset: number, length: number, wholeBlockState: typeof PAYLOAD_BLOCK_ZERO | typeof PAYLOAD_BLOCK_UNMAPPED): Promise<void> {
+    if (length === 0) return;
+    await this.beginChange();
+    const { bat } = this.layout;
+    const { blockSize, virtualDiskSize } = this.layout.metadata;
+    for (const p of this.pieces(offset, length)) {
+      const state = bat.blockState(p.block);
+      const present = state === PAYLOAD_BLOCK_FULLY_PRESENT;
+      // The last block may be partial: covering up to the virtual size covers the whole block.
+      const whole = p.inBlock === 0 && (p.length === blockSize || p.block * blockSize + p.length === virtualDiskSize);
+      if (present && (this.fixed || !whole)) {
+        await this.writeZerosAt(bat.blockOffset(p.block) + p.inBlock, p.length);
+      } else if (whole && !this.fixed && (present || state !== wholeBlockState)) {
+        if (present) this.allocator.release(bat.blockOffset(p.block));
+        bat.setBlock(p.block, wholeBlockState, 0);
+        this.markBatDirty(p.block);
+      }
+      // Anything else already reads as zeros.
+    }
+  }
+
+  /** Rule 2 then rule 3: sync the data, then log and apply every dirty BAT sector. */
+  async flush(): Promise<void> {
+    if (!this.dataSinceSync && this.dirtyBatSectors.size === 0) return;
+    await this.backend.flush();
+    this.dataSinceSync = false;
+    if (this.dirtyBatSectors.size > 0) {
+      const { bat, batRegion } = this.layout;
+      const sectors = [...this.dirtyBatSectors].sort((a, b) => a - b).map((s) => ({
+        fileOffset: batRegion.fileOffset + s * LOG_SECTOR_SIZE,
+        data: bat.bytes.slice(s * LOG_SECTOR_SIZE, (s + 1) * LOG_SECTOR_SIZE),
+      }));
+      const required = Math.max(this.fileSize, this.allocator.allocatedEnd);
+      await this.log.commit(sectors, this.fileSize, required);
+      this.dirtyBatSectors.clear();
+    }
+    this.allocator.commitReleases();
+  }
+
+  /** Flush, then mark the log empty so the image closes clean. */
+  async close(): Promise<void> {
+    await this.flush();
+    await this.log.close();
+  }
+}
