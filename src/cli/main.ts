@@ -4,12 +4,14 @@ import { readFileSync } from 'node:fs';
 import { VhdxError } from '../format/errors.js';
 import type { Command } from './command.js';
 import { convert } from './commands/convert.js';
+import { create } from './commands/create.js';
+import { write } from './commands/write.js';
 import { demo } from './commands/demo.js';
 import { info } from './commands/info.js';
 import { map } from './commands/map.js';
 import { read } from './commands/read.js';
 
-const COMMANDS: Command[] = [info, map, read, convert, demo];
+const COMMANDS: Command[] = [create, info, map, read, write, convert, demo];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -21,7 +23,7 @@ function mainHelp(): string {
   return [
     'usage: vhdx COMMAND [options]',
     '',
-    'Read, convert and inspect Microsoft VHDX virtual disk images.',
+    'Create, read, write, convert and inspect Microsoft VHDX virtual disk images.',
     '',
     'commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),

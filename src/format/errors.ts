@@ -18,6 +18,7 @@ export type VhdxErrorCode =
   | 'OUT_OF_RANGE' // a request outside the virtual disk
   | 'PARENT_REQUIRED' // a read needs the parent of a differencing disk, which is not attached
   | 'READ_ONLY' // a write was attempted on an image opened read-only
+  | 'LOCKED' // the image is already open for writing (this process or another)
   | 'INVALID_ARGUMENT' // a caller-supplied value is not acceptable
   | 'IO' // the operating system refused an operation
   | 'NOT_FOUND' // a file does not exist

@@ -44,16 +44,24 @@ import { decodeRegionTable, type RegionEntry, type RegionTable } from '../format
 import { readFully, type Backend } from '../io/backend.js';
 import { BatTable, findOverlap, type Range } from './bat-table.js';
 import { chooseHeader, HeaderWriter, readHeaderCopies } from './headers.js';
-import { applySequence, findActiveSequence, LogOverlay, validateSequenceTargets } from './log-replay.js';
+import { applySequence, findActiveSequence, LogOverlay, validateSequenceTargets, type ActiveSequence } from './log-replay.js';
 
 /** What happened to the log at open. */
 export type LogState =
   | 'empty' // LogGuid zero: nothing to replay
   | 'replayed' // a dirty log was written to the file (writable open)
-  | 'replayed-in-memory'; // a dirty log is applied in memory only (read-only open)
+  | 'replayed-in-memory' // a dirty log is applied in memory only (read-only open)
+  | 'uncommitted'; // LogGuid set but no complete entry: nothing to replay (see OpenOptions.strictLog)
 
 export interface OpenOptions {
   readOnly?: boolean;
+  /**
+   * Refuse an image whose header marks the log in use but whose log holds no complete entry sequence
+   * (the spec calls it corrupt). By default such an image opens as clean with a warning: nothing in
+   * that log was ever committed, and QEMU leaves exactly this when it dies between its header update and
+   * its first log flush.
+   */
+  strictLog?: boolean;
 }
 
 export interface ImageMetadata {
@@ -114,13 +122,20 @@ export async function openLayout(backend: Backend, options: OpenOptions = {}): P
   let logState: LogState = 'empty';
   let overlay: LogOverlay | null = null;
   const header = chosen.header;
+  let sequence: ActiveSequence | null = null;
   if (!guidIsZero(header.logGuid)) {
     const log = new Uint8Array(header.logLength);
     await readFully(backend, log, header.logOffset);
-    const sequence = findActiveSequence(log, header.logGuid);
+    sequence = findActiveSequence(log, header.logGuid);
     if (sequence === null) {
-      throw new VhdxError('BAD_LOG', `log ${guidToString(header.logGuid)} is marked in use but holds no valid entry sequence`, { file, offset: header.logOffset });
+      const problem = `log ${guidToString(header.logGuid)} is marked in use but holds no complete entry sequence`;
+      if (options.strictLog) throw new VhdxError('BAD_LOG', problem, { file, offset: header.logOffset });
+      warnings.push(`${problem}: nothing was committed to it, so the image is opened as clean`);
+      logState = 'uncommitted';
+      if (!readOnly) await headerWriter.update({ fileWriteGuid: randomGuid(), logGuid: new Uint8Array(16) });
     }
+  }
+  if (sequence) {
     validateSequenceTargets(sequence, file);
     if (fileSize < sequence.head.header.flushedFileOffset) {
       throw new VhdxError('TRUNCATED', `file is ${fileSize} bytes but the log says ${sequence.head.header.flushedFileOffset} bytes were durable: it was truncated`, { file });

@@ -1,5 +1,6 @@
 /** The Node.js file backend: positional I/O on one file handle; flush is fsync. */
-import { open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { VhdxError } from '../format/errors.js';
 import type { Backend } from './backend.js';
 
@@ -14,6 +15,7 @@ export class NodeFileBackend implements Backend {
   readonly readOnly: boolean;
   private readonly handle: FileHandle;
   private closed = false;
+  private lockPath: string | null = null;
 
   private constructor(name: string, handle: FileHandle, readOnly: boolean) {
     this.name = name;
@@ -23,7 +25,8 @@ export class NodeFileBackend implements Backend {
 
   static async open(path: string, options: NodeFileOptions = {}): Promise<NodeFileBackend> {
     const readOnly = options.readOnly ?? true;
-    const flags = options.create ? 'w+' : readOnly ? 'r' : 'r+';
+    // Creating must not truncate before the write lock is held: open without O_TRUNC, empty it after.
+    const flags = options.create ? constants.O_RDWR | constants.O_CREAT : readOnly ? 'r' : 'r+';
     try {
       const handle = await open(path, flags);
       const stat = await handle.stat();
@@ -31,7 +34,17 @@ export class NodeFileBackend implements Backend {
         await handle.close();
         throw new VhdxError('INVALID_ARGUMENT', 'is a directory', { file: path });
       }
-      return new NodeFileBackend(path, handle, readOnly);
+      const backend = new NodeFileBackend(path, handle, readOnly);
+      if (!readOnly) {
+        try {
+          backend.lockPath = await acquireWriteLock(path);
+          if (options.create) await handle.truncate(0);
+        } catch (error) {
+          await handle.close();
+          throw error;
+        }
+      }
+      return backend;
     } catch (error) {
       throw toVhdxError(error, path);
     }
@@ -88,7 +101,48 @@ export class NodeFileBackend implements Backend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.handle.close();
+    try {
+      await this.handle.close();
+    } finally {
+      if (this.lockPath) await unlink(this.lockPath).catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * One writer at a time: a lock file `FILE.lock` created exclusively, holding the owner's pid. A lock
+ * whose process is gone (a crash) is stale and taken over. Node has no portable advisory file lock,
+ * and this also covers two opens inside one process. Returns the lock path, or null when the folder
+ * does not allow a lock file (then nothing can be guarded).
+ */
+async function acquireWriteLock(path: string): Promise<string | null> {
+  const lockPath = `${path}.lock`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const lock = await open(lockPath, 'wx');
+      await lock.writeFile(`${process.pid}\n`);
+      await lock.close();
+      return lockPath;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return null;
+      if (code !== 'EEXIST') throw error;
+    }
+    const owner = Number.parseInt(await readFile(lockPath, 'utf8').catch(() => ''), 10);
+    if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) {
+      throw new VhdxError('LOCKED', `already open for writing by process ${owner}${owner === process.pid ? ' (this process)' : ''}`, { file: path });
+    }
+    await unlink(lockPath).catch(() => undefined);
+  }
+  throw new VhdxError('IO', `cannot take the write lock ${lockPath}`, { file: path });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -130,10 +130,18 @@ describe('active sequence discovery (§8.6, §8.7)', () => {
     assert.deepEqual(image.extents().map((e) => e.kind), ['data', 'unallocated', 'data']);
   });
 
-  test('LogGuid set but no valid entry is BAD_LOG', async () => {
+  test('LogGuid set but no complete entry: opens clean with a warning, or BAD_LOG when strict', async () => {
     const { bytes } = await base();
     setLogGuid(bytes, randomGuid());
-    await expectCode(openBytes(bytes), 'BAD_LOG');
+    const image = await openBytes(bytes);
+    assert.equal(image.info().logState, 'uncommitted');
+    assert.ok(image.warnings.some((w) => /no complete entry sequence/.test(w)));
+    assert.deepEqual(image.extents().map((e) => e.kind), ['data', 'unallocated']);
+    await expectCode(VhdxImage.open(new MemoryBackend(bytes, { readOnly: true }), { strictLog: true }), 'BAD_LOG');
+    // A writable open repairs it: LogGuid cleared.
+    const backend = new MemoryBackend(bytes.slice());
+    await (await VhdxImage.open(backend, { readOnly: false })).close();
+    assert.equal((await openBytes(backend.contents().slice())).info().logState, 'empty');
   });
 
   test('a file shorter than the head\'s FlushedFileOffset is TRUNCATED', async () => {

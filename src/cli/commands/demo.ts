@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeFileBackend } from '../../io/node-file.js';
-import { buildImage } from '../../ops/build-image.js';
+import { create } from '../../ops/create.js';
 import { openImage } from '../../node.js';
 import { VhdxError } from '../../format/errors.js';
 import { writeStdout } from '../output.js';
@@ -24,9 +24,9 @@ export function demoPattern(offset: number, length: number): Uint8Array {
 
 export const demo: Command = {
   name: 'demo',
-  summary: 'build a sample image, read it back, and show info and map',
+  summary: 'create a sample image, write a pattern, flush, reopen, verify, and show info and map',
   usage: 'vhdx demo [--keep]',
-  examples: ['vhdx demo'],
+  examples: ['vhdx demo', 'vhdx demo --keep'],
   options: { keep: { type: 'boolean', description: 'keep the sample image and print its path' } },
   positionals: [],
   async run({ values }) {
@@ -39,9 +39,15 @@ export const demo: Command = {
         { offset: 63 * MiB - 4096, data: demoPattern(63 * MiB - 4096, 4096) },
       ];
       const backend = await NodeFileBackend.open(path, { readOnly: false, create: true });
-      await buildImage(backend, { virtualSize: 63 * MiB, blockSize: 2 * MiB, type: 'dynamic', writes, creator: 'vhdx demo' });
+      await create(backend, { virtualSize: 63 * MiB, blockSize: 2 * MiB, creator: 'vhdx demo' });
       await backend.close();
-      await writeStdout(`built ${path}: 63 MiB dynamic image, 2 MiB blocks, 3 written ranges\n`);
+      await writeStdout(`created ${path}: 63 MiB dynamic image, 2 MiB blocks\n`);
+
+      const writable = await openImage(path, { readOnly: false });
+      for (const w of writes) await writable.write(w.offset, w.data);
+      await writable.flush();
+      await writable.close();
+      await writeStdout(`wrote a pattern in ${writes.length} ranges (${writes.reduce((n, w) => n + w.data.length, 0)} bytes), flushed and closed\n`);
 
       const image = await openImage(path, { readOnly: true });
       try {
@@ -56,7 +62,7 @@ export const demo: Command = {
       } finally {
         await image.close();
       }
-      await writeStdout('verified: every written range reads back exactly; unallocated blocks read as zeros\n\n');
+      await writeStdout('reopened and verified: every written range reads back exactly; unallocated blocks read as zeros\n\n');
       await info.run({ positionals: [path], values: {} });
       await writeStdout('\n');
       await map.run({ positionals: [path], values: {} });

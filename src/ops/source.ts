@@ -1,0 +1,70 @@
+/** What a conversion reads from: a virtual disk of known size, read in order or at random. */
+import { isAllZero } from '../format/bytes.js';
+import { readFully, type Backend } from '../io/backend.js';
+import type { VhdxImage } from '../image/image.js';
+
+export interface DiskSource {
+  readonly size: number;
+  /** Fills `target` with the bytes at `offset` (zeros past the end). Sequential sources need increasing offsets. */
+  read(target: Uint8Array, offset: number): Promise<void>;
+  /** True when [offset, offset + length) is known to read as zeros without reading it. */
+  knownZero(offset: number, length: number): boolean;
+}
+
+/** A raw image in a backend. Holes are found by reading (zero pages are cheap to read). */
+export function rawSource(backend: Backend, size: number): DiskSource {
+  return {
+    size,
+    async read(target, offset) {
+      const got = await readFully(backend, target, offset);
+      target.fill(0, got);
+    },
+    knownZero: () => false,
+  };
+}
+
+/** A VHDX image: unallocated and zero extents are skipped without reading. */
+export function vhdxSource(image: VhdxImage): DiskSource {
+  return {
+    size: image.virtualSize,
+    read: (target, offset) => image.readInto(target, offset),
+    knownZero(offset, length) {
+      return image.extents(offset, length).every((e) => e.kind === 'zero' || e.kind === 'unallocated');
+    },
+  };
+}
+
+/** A stream of bytes (standard input): reads must come in order, without gaps. */
+export function streamSource(chunks: AsyncIterable<Uint8Array>, size: number): DiskSource {
+  const iterator = chunks[Symbol.asyncIterator]();
+  let buffered: Uint8Array = new Uint8Array(0);
+  let position = 0;
+  let ended = false;
+  return {
+    size,
+    async read(target, offset) {
+      if (offset !== position) throw new RangeError(`stream source read at ${offset}, expected ${position}`);
+      let filled = 0;
+      while (filled < target.length) {
+        if (buffered.length === 0) {
+          if (ended) break;
+          const next = await iterator.next();
+          if (next.done) {
+            ended = true;
+            break;
+          }
+          buffered = next.value;
+        }
+        const n = Math.min(buffered.length, target.length - filled);
+        target.set(buffered.subarray(0, n), filled);
+        buffered = buffered.subarray(n);
+        filled += n;
+      }
+      target.fill(0, filled);
+      position += target.length;
+    },
+    knownZero: () => false,
+  };
+}
+
+export { isAllZero };
