@@ -78,3 +78,16 @@ export function patternBytes(length: number, seed: number): Uint8Array {
   }
   return out;
 }
+
+/**
+ * Large deterministic data, fast: a pseudo-random tile of a prime length (65521 bytes) repeated, so no
+ * block, sector or page misplacement lines up with the period.
+ */
+export function tiledBytes(length: number, seed: number): Uint8Array {
+  const TILE = 65521;
+  if (length <= TILE) return patternBytes(length, seed);
+  const out = new Uint8Array(length);
+  out.set(patternBytes(TILE, seed), 0);
+  for (let filled = TILE; filled < length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, length - filled));
+  return out;
+}

@@ -58,7 +58,7 @@ export class MemoryBackend implements Backend {
 
   private ensureCapacity(size: number): void {
     if (size <= this.bytes.length) return;
-    const grown = new Uint8Array(Math.max(size, Math.min(this.bytes.length * 2, size + 64 * 1024 * 1024)));
+    const grown = new Uint8Array(Math.max(size, this.bytes.length * 2));
     grown.set(this.bytes.subarray(0, this.length));
     this.bytes = grown;
   }
