@@ -4,40 +4,15 @@
  * left unreplayed) for tests and for the demo. It is not crash-safe; `create` is the writer for users.
  */
 import { MiB, roundUp } from '../format/bytes.js';
-import {
-  PAYLOAD_BLOCK_FULLY_PRESENT,
-  batGeometry,
-  encodeBatEntry,
-  payloadEntryIndex,
-} from '../format/bat.js';
-import {
-  HEADER1_OFFSET,
-  HEADER2_OFFSET,
-  METADATA_FILE_PARAMETERS,
-  METADATA_LOGICAL_SECTOR_SIZE,
-  METADATA_PHYSICAL_SECTOR_SIZE,
-  METADATA_VIRTUAL_DISK_ID,
-  METADATA_VIRTUAL_DISK_SIZE,
-  REGION_BAT,
-  REGION_METADATA,
-  REGION_TABLE1_OFFSET,
-  REGION_TABLE2_OFFSET,
-  LOG_SECTOR_SIZE,
-} from '../format/constants.js';
+import { PAYLOAD_BLOCK_FULLY_PRESENT, encodeBatEntry, payloadEntryIndex } from '../format/bat.js';
+import { HEADER1_OFFSET, HEADER2_OFFSET, LOG_SECTOR_SIZE, REGION_BAT, REGION_METADATA, REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET } from '../format/constants.js';
 import { encodeFileIdentifier } from '../format/file-identifier.js';
 import { randomGuid, ZERO_GUID } from '../format/guid.js';
 import { encodeHeader } from '../format/header.js';
 import { encodeLogEntry, type LogDescriptor } from '../format/log-entry.js';
-import {
-  encodeFileParameters,
-  encodeMetadataTable,
-  encodeU32,
-  encodeVirtualDiskSize,
-  METADATA_TABLE_SIZE,
-  type MetadataEntry,
-} from '../format/metadata.js';
 import { encodeRegionTable } from '../format/region-table.js';
 import type { Backend } from '../io/backend.js';
+import { encodeMetadataRegion, planLayout, type ImageParameters } from './layout.js';
 
 export interface BuildSpec {
   virtualSize: number;
@@ -63,25 +38,25 @@ export interface BuildSpec {
 }
 
 export async function buildImage(backend: Backend, spec: BuildSpec): Promise<void> {
-  const blockSize = spec.blockSize ?? 32 * MiB;
-  const logicalSectorSize = spec.logicalSectorSize ?? 512;
-  const physicalSectorSize = spec.physicalSectorSize ?? 4096;
-  const logLength = spec.logLength ?? MiB;
-  const fixed = spec.type === 'fixed';
-  const geometry = batGeometry(spec.virtualSize, blockSize, logicalSectorSize, false);
-
-  const logOffset = MiB;
-  const metadataLength = MiB;
-  const batLength = geometry.regionSize;
-  let metadataOffset: number;
-  let batOffset: number;
-  if ((spec.layout ?? 'windows') === 'windows') {
-    metadataOffset = logOffset + logLength;
-    batOffset = metadataOffset + metadataLength;
-  } else {
+  const params: ImageParameters = {
+    virtualSize: spec.virtualSize,
+    blockSize: spec.blockSize ?? 32 * MiB,
+    logicalSectorSize: spec.logicalSectorSize ?? 512,
+    physicalSectorSize: spec.physicalSectorSize ?? 4096,
+    logLength: spec.logLength ?? MiB,
+    fixed: spec.type === 'fixed',
+  };
+  const { blockSize, logLength } = params;
+  const fixed = params.fixed;
+  const layout = planLayout(params);
+  const { geometry, logOffset, batLength } = layout;
+  let { metadataOffset, batOffset } = layout;
+  if (spec.layout === 'qemu') {
+    // QEMU's order: log, BAT, metadata.
     batOffset = logOffset + logLength;
     metadataOffset = batOffset + batLength;
   }
+  const metadataLength = layout.metadataLength;
   let nextBlock = roundUp(Math.max(metadataOffset + metadataLength, batOffset + batLength), MiB);
 
   // BAT: fixed disks get every block in order; dynamic ones allocate on first write.
@@ -115,25 +90,7 @@ export async function buildImage(backend: Backend, spec: BuildSpec): Promise<voi
   await backend.truncate(0);
   await backend.write(encodeFileIdentifier({ creator: spec.creator ?? 'vhdx fixture generator' }), 0);
 
-  // Metadata region: table then the five items, packed from 64 KiB.
-  const metadata = new Uint8Array(metadataLength);
-  const items: { id: Uint8Array; data: Uint8Array; virtualDisk: boolean }[] = [
-    { id: METADATA_FILE_PARAMETERS, data: encodeFileParameters({ blockSize, leaveBlockAllocated: fixed, hasParent: false }), virtualDisk: false },
-    { id: METADATA_VIRTUAL_DISK_SIZE, data: encodeVirtualDiskSize(spec.virtualSize), virtualDisk: true },
-    { id: METADATA_VIRTUAL_DISK_ID, data: randomGuid(), virtualDisk: true },
-    { id: METADATA_LOGICAL_SECTOR_SIZE, data: encodeU32(logicalSectorSize), virtualDisk: true },
-    { id: METADATA_PHYSICAL_SECTOR_SIZE, data: encodeU32(physicalSectorSize), virtualDisk: true },
-  ];
-  const entries: MetadataEntry[] = [];
-  let itemOffset = METADATA_TABLE_SIZE;
-  for (const item of items) {
-    metadata.set(item.data, itemOffset);
-    entries.push({ itemId: item.id, offset: itemOffset, length: item.data.length, isUser: false, isVirtualDisk: item.virtualDisk, isRequired: true });
-    itemOffset += item.data.length;
-  }
-  metadata.set(encodeMetadataTable({ entries }), 0);
-  await backend.write(metadata, metadataOffset);
-
+  await backend.write(encodeMetadataRegion(params, randomGuid(), metadataLength), metadataOffset);
   const regionTable = encodeRegionTable({
     entries: [
       { guid: REGION_BAT, fileOffset: batOffset, length: batLength, required: true },
