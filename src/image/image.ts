@@ -70,15 +70,16 @@ export class VhdxImage {
     readonly backend: Backend,
     protected readonly layout: OpenedLayout,
     readOnly: boolean,
+    sparse: boolean,
   ) {
     this.readOnly = readOnly;
-    this.writer = readOnly ? null : new ImageWriter(backend, layout);
+    this.writer = readOnly ? null : new ImageWriter(backend, layout, { sparse });
   }
 
   static async open(backend: Backend, options: OpenOptions = {}): Promise<VhdxImage> {
     const readOnly = options.readOnly ?? backend.readOnly;
     const layout = await openLayout(backend, { ...options, readOnly });
-    return new VhdxImage(backend, layout, readOnly);
+    return new VhdxImage(backend, layout, readOnly, options.sparse ?? false);
   }
 
   get virtualSize(): number {

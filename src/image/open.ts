@@ -62,6 +62,12 @@ export interface OpenOptions {
    * its first log flush.
    */
   strictLog?: boolean;
+  /**
+   * Writable opens: a block allocated past the end of the file is not zero-filled; the file is extended
+   * and the unwritten rest of the block stays a hole. Much faster for small scattered writes, but the
+   * file becomes sparse, which Hyper-V refuses. Space reused inside the file is always zero-filled.
+   */
+  sparse?: boolean;
 }
 
 export interface ImageMetadata {

@@ -40,6 +40,7 @@ export class ImageWriter {
   constructor(
     private readonly backend: Backend,
     private readonly layout: OpenedLayout,
+    private readonly options: { sparse?: boolean } = {},
   ) {
     this.allocator = new BlockAllocator(layout.metadata.blockSize, layout.used);
     this.log = new LogWriter(backend, layout.headerWriter, layout.header.logOffset, layout.header.logLength);
@@ -88,7 +89,14 @@ export class ImageWriter {
     const { blockSize } = this.layout.metadata;
     const offset = this.allocator.allocate();
     try {
-      if (blockSize <= ZERO_CHUNK.length) {
+      if (this.options.sparse && offset >= this.fileSize) {
+        // Past the end of the file: extending it makes the rest of the block read as zeros (a hole).
+        await this.writeAt(data, offset + inBlock);
+        if (this.fileSize < offset + blockSize) {
+          await this.backend.truncate(offset + blockSize);
+          this.fileSize = offset + blockSize;
+        }
+      } else if (blockSize <= ZERO_CHUNK.length) {
         // One write: the block as it must read, zeros and data together.
         const whole = new Uint8Array(blockSize);
         whole.set(data, inBlock);

@@ -49,10 +49,10 @@ function rng(seed: number): () => number {
 }
 
 /** Runs the workload on a disk that loses power before operation `cutAt`; returns the model at the cut. */
-async function runUntilCut(initial: Uint8Array, ops: Op[], size: number, cutAt: number): Promise<{ backend: PowerLossBackend; model: DiskModel; completed: boolean }> {
+async function runUntilCut(initial: Uint8Array, ops: Op[], size: number, cutAt: number, sparse = false): Promise<{ backend: PowerLossBackend; model: DiskModel; completed: boolean }> {
   const backend = new PowerLossBackend(initial, { cutAt });
   const model = new DiskModel(size);
-  const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { readOnly: false });
+  const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { readOnly: false, sparse });
   try {
     let image = await open();
     for (const op of ops) {
@@ -85,23 +85,24 @@ async function verifyCrash(disk: Uint8Array, model: DiskModel, where: string): P
 }
 
 describe('power loss at every write and flush', () => {
-  const cases: { type: 'dynamic' | 'fixed'; logicalSectorSize: 512 | 4096 }[] = [
+  const cases: { type: 'dynamic' | 'fixed'; logicalSectorSize: 512 | 4096; sparse?: boolean }[] = [
     { type: 'dynamic', logicalSectorSize: 512 },
     { type: 'dynamic', logicalSectorSize: 4096 },
+    { type: 'dynamic', logicalSectorSize: 512, sparse: true },
     { type: 'fixed', logicalSectorSize: 512 },
   ];
-  for (const { type, logicalSectorSize } of cases) {
-    test(`${type} image, ${logicalSectorSize}-byte sectors`, async () => {
+  for (const { type, logicalSectorSize, sparse } of cases) {
+    test(`${type} image, ${logicalSectorSize}-byte sectors${sparse ? ', sparse allocation' : ''}`, async () => {
       const size = 8 * MiB;
       const fresh = new MemoryBackend();
       await create(fresh, { virtualSize: size, type, blockSize: MiB, logicalSectorSize });
       const initial = fresh.contents().slice();
       const ops = workload(size, logicalSectorSize);
-      const total = (await runUntilCut(initial, ops, size, Infinity)).backend.operations;
+      const total = (await runUntilCut(initial, ops, size, Infinity, sparse)).backend.operations;
       assert.ok(total > 20, `workload performs ${total} operations`);
       let points = 0;
       for (let cutAt = 0; cutAt <= total; cutAt++) {
-        const { backend, model, completed } = await runUntilCut(initial, ops, size, cutAt);
+        const { backend, model, completed } = await runUntilCut(initial, ops, size, cutAt, sparse);
         assert.equal(completed, cutAt === total, `cut at ${cutAt}`);
         for (const crashModel of ['drop', 'reorder'] as CrashModel[]) {
           const random = rng(cutAt * 7919 + (crashModel === 'drop' ? 1 : 2));

@@ -53,12 +53,12 @@ async function checkAll(image: VhdxImage, model: Uint8Array): Promise<void> {
   }
 }
 
-async function runSteps(steps: Step[], size: number, type: 'dynamic' | 'fixed', blockSize: number, logicalSectorSize: number): Promise<void> {
+async function runSteps(steps: Step[], size: number, type: 'dynamic' | 'fixed', blockSize: number, logicalSectorSize: number, sparse = false): Promise<void> {
   const backend = new MemoryBackend();
   await create(backend, { virtualSize: size, type, blockSize, logicalSectorSize, sparse: true });
   const fileSizeAtCreate = await backend.size();
   const model = new Uint8Array(size);
-  let image = await VhdxImage.open(backend, { readOnly: false });
+  let image = await VhdxImage.open(backend, { readOnly: false, sparse });
   for (const step of steps) {
     switch (step.kind) {
       case 'write': {
@@ -77,7 +77,7 @@ async function runSteps(steps: Step[], size: number, type: 'dynamic' | 'fixed', 
         break;
       case 'reopen':
         await image.close();
-        image = await VhdxImage.open(backend, { readOnly: false });
+        image = await VhdxImage.open(backend, { readOnly: false, sparse });
         assert.equal(image.info().logState, 'empty', 'a closed image has an empty log');
         await checkAll(image, model);
         break;
@@ -116,5 +116,14 @@ describe('write path against a raw model', () => {
         });
       }
     }
+  }
+  for (const logicalSectorSize of [512, 4096]) {
+    test(`dynamic, 1 MiB blocks, ${logicalSectorSize}-byte sectors, sparse allocation`, async () => {
+      const size = 6 * MiB + 3 * 4096;
+      await fc.assert(
+        fc.asyncProperty(fc.array(stepArb(size, MiB), { minLength: 1, maxLength: 20 }), (steps) => runSteps(steps, size, 'dynamic', MiB, logicalSectorSize, true)),
+        { numRuns: 30, seed: 7 + logicalSectorSize },
+      );
+    });
   }
 });
