@@ -103,6 +103,11 @@ export class VhdxImage {
     return m.hasParent ? 'differencing' : m.leaveBlockAllocated ? 'fixed' : 'dynamic';
   }
 
+  /** Every byte range of the file in use: header section, log, regions, present blocks (sorted). */
+  usedRanges(): { start: number; end: number; what: string }[] {
+    return [...this.layout.used].sort((a, b) => a.start - b.start);
+  }
+
   get warnings(): readonly string[] {
     return this.layout.warnings;
   }

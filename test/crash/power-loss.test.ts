@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { MemoryBackend } from '../../src/io/memory.js';
 import { PowerCut, PowerLossBackend, type CrashModel } from '../../src/io/power-loss.js';
 import { create } from '../../src/ops/create.js';
+import { check } from '../../src/ops/check.js';
 import { VhdxImage } from '../../src/image/image.js';
 import { DiskModel, applyOp, equal, type Op } from '../model.js';
 import { patternBytes } from '../helpers.js';
@@ -70,6 +71,8 @@ async function runUntilCut(initial: Uint8Array, ops: Op[], size: number, cutAt: 
 }
 
 async function verifyCrash(disk: Uint8Array, model: DiskModel, where: string): Promise<void> {
+  const report = await check(new MemoryBackend(disk.slice(), { readOnly: true }));
+  assert.equal(report.corruptions, 0, `${where}: ${JSON.stringify(report.findings)}`);
   // Read-only first (replay in memory, file untouched), then writable (replay to the file), then clean.
   const readOnly = await VhdxImage.open(new MemoryBackend(disk.slice(), { readOnly: true }));
   const problem = model.checkCrashed(await readOnly.read(0, model.size));
