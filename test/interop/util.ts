@@ -4,9 +4,10 @@
  * independent reading of the VHDX header and BAT (so crash points are classified without our reader).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, SYSTEM_PYTHON, VHDX_BIN, run, runOk } from '../helpers.js';
+import type { Op } from '../model.js';
 
 export const MiB = 1024 * 1024;
 const CHUNK = 4 * MiB;
@@ -303,4 +304,80 @@ export function logEntriesOfCurrentGuid(image: string): LogEntryView[] {
     out.push({ logOffset: at, entryLength, tail: log.readUInt32LE(at + 12), sequence: log.readBigUInt64LE(at + 16), wraps: at + entryLength > logLength });
   }
   return out;
+}
+
+// ---------------------------------------------------------------- write-side helpers
+
+/**
+ * The expected content after `ops` (write, writeZeroes and discard; flush and reopen change nothing),
+ * as non-overlapping data runs in offset order, for `writeModelRaw` and `modelBytes`. Zeroed ranges
+ * simply leave no run, so the model of a large, mostly empty disk stays small.
+ */
+export function writesOfOps(ops: readonly Op[]): Write[] {
+  let runs: Write[] = [];
+  for (const op of ops) {
+    if (op.kind === 'flush' || op.kind === 'reopen') continue;
+    const start = op.offset;
+    const end = start + (op.kind === 'write' ? op.data.length : op.length);
+    if (end === start) continue;
+    const next: Write[] = [];
+    for (const r of runs) {
+      const rEnd = r.offset + r.data.length;
+      if (rEnd <= start || r.offset >= end) {
+        next.push(r);
+        continue;
+      }
+      if (r.offset < start) next.push({ offset: r.offset, data: r.data.subarray(0, start - r.offset) });
+      if (rEnd > end) next.push({ offset: end, data: r.data.subarray(end - r.offset) });
+    }
+    if (op.kind === 'write') next.push({ offset: op.offset, data: op.data });
+    runs = next.sort((a, b) => a.offset - b.offset);
+  }
+  return runs;
+}
+
+export interface QemuCheckResult {
+  code: number | null;
+  /** stdout and stderr together. */
+  output: string;
+}
+
+/** `qemu-img check` (read-only, or repairing with `repair`), never throwing. */
+export function qemuImgCheck(image: string, repair?: 'leaks' | 'all'): QemuCheckResult {
+  const args = ['check', '-f', 'vhdx'];
+  if (repair) args.push('-r', repair);
+  const r = run('qemu-img', [...args, image]);
+  return { code: r.code, output: `${r.stdout.toString()}${r.stderr}` };
+}
+
+/**
+ * Why a `qemu-img check` result is not clean, or null when it is: exit status 0, the "No errors were
+ * found" verdict, and no mention of leaked clusters anywhere in the output.
+ */
+export function qemuCheckProblem(r: QemuCheckResult): string | null {
+  if (r.code !== 0) return `qemu-img check exited ${r.code}: ${r.output.trim()}`;
+  if (/leak/i.test(r.output)) return `qemu-img check reports leaks: ${r.output.trim()}`;
+  if (!/No errors were found on the image/.test(r.output)) return `qemu-img check did not report a clean image: ${r.output.trim()}`;
+  return null;
+}
+
+/** `qemu-img compare -f vhdx -F raw IMAGE RAW`: exit 0 means identical content, 1 different. */
+export function qemuCompare(image: string, raw: string): QemuCheckResult {
+  const r = run('qemu-img', ['compare', '-f', 'vhdx', '-F', 'raw', image, raw]);
+  return { code: r.code, output: `${r.stdout.toString()}${r.stderr}` };
+}
+
+/** Offset of the first hole in a file (lseek SEEK_HOLE from 0, via the system Python): the file size when it has none. */
+export function firstHole(path: string): number {
+  const script = 'import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nprint(os.lseek(fd, 0, os.SEEK_HOLE))';
+  return Number(runOk(SYSTEM_PYTHON, ['-c', script, path]).toString().trim());
+}
+
+/** Bytes the file system has allocated to a file (st_blocks of 512 bytes). */
+export function diskUsage(path: string): number {
+  return statSync(path).blocks * 512;
+}
+
+export function fileSize(path: string): number {
+  return statSync(path).size;
 }
