@@ -55,10 +55,16 @@ export function isAllZero(bytes: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * UTF-16LE code units to a string, exactly (lone surrogates kept, as Windows names may hold them), in
+ * chunks so long strings cost linear time.
+ */
 export function decodeUtf16le(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i + 1 < bytes.length; i += 2) s += String.fromCharCode(bytes[i]! | (bytes[i + 1]! << 8));
-  return s;
+  const units = new Uint16Array(bytes.length >>> 1);
+  for (let i = 0; i < units.length; i++) units[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
+  const parts: string[] = [];
+  for (let i = 0; i < units.length; i += 4096) parts.push(String.fromCharCode(...units.subarray(i, i + 4096)));
+  return parts.join('');
 }
 
 export function encodeUtf16le(text: string): Uint8Array {

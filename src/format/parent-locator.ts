@@ -23,29 +23,36 @@ export function decodeParentLocator(bytes: Uint8Array): ParentLocator {
   if (HEADER_BYTES + count * ENTRY_BYTES > bytes.length) {
     throw bad(`parent locator claims ${count} key/value pairs but is only ${bytes.length} bytes`);
   }
-  const entries: { key: string; value: string }[] = [];
-  const seen = new Set<string>();
+  // Every string lies after the entry table and no two overlap, so the text decoded never exceeds the item.
+  const tableEnd = HEADER_BYTES + count * ENTRY_BYTES;
+  const spans: { start: number; end: number; what: string }[] = [];
+  const slice = (offset: number, length: number, what: string): Uint8Array => {
+    if (length === 0 || length % 2 !== 0 || offset < tableEnd || offset + length > bytes.length) {
+      throw bad(`parent locator ${what} (offset ${offset}, length ${length}) lies outside the string area [${tableEnd}, ${bytes.length}) of the item`);
+    }
+    spans.push({ start: offset, end: offset + length, what });
+    return bytes.subarray(offset, offset + length);
+  };
+  const raw: { key: Uint8Array; value: Uint8Array }[] = [];
   for (let i = 0; i < count; i++) {
     const at = HEADER_BYTES + i * ENTRY_BYTES;
-    const keyOffset = dv.getUint32(at, true);
-    const valueOffset = dv.getUint32(at + 4, true);
-    const keyLength = dv.getUint16(at + 8, true);
-    const valueLength = dv.getUint16(at + 10, true);
-    const key = decodeUtf16le(slice(bytes, keyOffset, keyLength, `key ${i}`));
-    const value = decodeUtf16le(slice(bytes, valueOffset, valueLength, `value ${i}`));
-    if (seen.has(key)) throw bad(`parent locator key ${JSON.stringify(key)} appears twice`);
+    const key = slice(dv.getUint32(at, true), dv.getUint16(at + 8, true), `key ${i}`);
+    const value = slice(dv.getUint32(at + 4, true), dv.getUint16(at + 10, true), `value ${i}`);
+    raw.push({ key, value });
+  }
+  spans.sort((a, b) => a.start - b.start);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i]!.start < spans[i - 1]!.end) throw bad(`parent locator ${spans[i - 1]!.what} overlaps ${spans[i]!.what}`);
+  }
+  const entries: { key: string; value: string }[] = [];
+  const seen = new Set<string>();
+  for (const { key: keyBytes, value: valueBytes } of raw) {
+    const key = decodeUtf16le(keyBytes);
+    if (seen.has(key)) throw bad(`parent locator key ${JSON.stringify(key.length > 40 ? `${key.slice(0, 40)}...` : key)} appears twice`);
     seen.add(key);
-    entries.push({ key, value });
+    entries.push({ key, value: decodeUtf16le(valueBytes) });
   }
   return { locatorType: bytes.slice(0, 16), entries };
-}
-
-/** Offsets count from the start of the item (§6.1); lengths are non-zero and even (UTF-16). */
-function slice(bytes: Uint8Array, offset: number, length: number, what: string): Uint8Array {
-  if (offset === 0 || length === 0 || length % 2 !== 0 || offset + length > bytes.length) {
-    throw bad(`parent locator ${what} (offset ${offset}, length ${length}) lies outside the ${bytes.length}-byte item`);
-  }
-  return bytes.subarray(offset, offset + length);
 }
 
 export function encodeParentLocator(locator: ParentLocator): Uint8Array {

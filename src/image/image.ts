@@ -210,6 +210,7 @@ export class VhdxImage {
         const got = await readFully(this.backend, piece, extent.fileOffset!);
         // A block cut short by the end of the file (validated at open) reads as zeros past it.
         piece.fill(0, got);
+        this.layout.overlay?.patch(piece, extent.fileOffset!);
       } else if (extent.kind === 'parent') {
         throw new VhdxError('PARENT_REQUIRED', `reading virtual offset ${extent.offset} needs the parent disk, which is not attached`, { file: this.backend.name });
       } else {

@@ -37,66 +37,108 @@ function entryBytes(log: Uint8Array, offset: number, length: number): Uint8Array
 }
 
 /**
- * Scans the ring for the complete sequence with the highest head sequence number. Entries are decoded
- * at most once per offset, so the scan is linear in the log size for well-formed logs.
+ * Finds the complete sequence with the highest head sequence number (§8.6, §8.7), in time linear in the
+ * log size:
+ * 1. One pass over the ring finds every valid entry, stepping over the span of each one found (a legal
+ *    log never starts an entry inside a valid one: overwriting part of an entry breaks its checksum).
+ *    Checksum work on candidates that turn out invalid is capped, so a hostile log cannot make the scan
+ *    slow; past the cap the log is refused.
+ * 2. Each valid entry's successor is the entry right after it with the next sequence number; following
+ *    successors gives the head of the run through any entry (memoized; sequence numbers only grow, so
+ *    runs cannot loop).
+ * 3. A run is complete when its head's Tail is an entry of the run: equivalently, an entry t whose run's
+ *    head names t as its Tail. Among those, the highest head wins; replay goes from t to the head.
  */
 export function findActiveSequence(log: Uint8Array, logGuid: Guid): ActiveSequence | null {
   const logLength = log.length;
-  const cache = new Map<number, LogEntry | null>();
-  const entryAt = (offset: number): LogEntry | null => {
-    const cached = cache.get(offset);
-    if (cached !== undefined) return cached;
-    let entry: LogEntry | null = null;
-    try {
-      const header = decodeLogEntryHeader(log.subarray(offset, offset + LOG_SECTOR_SIZE), logLength);
-      entry = decodeLogEntry(entryBytes(log, offset, header.entryLength), logGuid, logLength);
-    } catch (error) {
-      if (!(error instanceof VhdxError)) throw error;
-    }
-    cache.set(offset, entry);
-    return entry;
-  };
-
-  let best: ActiveSequence | null = null;
-  let start = 0;
-  while (start < logLength) {
-    const sequence: PlacedLogEntry[] = [];
-    let position = start;
-    let bytesCovered = 0;
-    for (;;) {
-      const entry = entryAt(position);
-      if (entry === null) break;
-      const previous = sequence[sequence.length - 1];
-      if (previous && entry.header.sequenceNumber !== previous.entry.header.sequenceNumber + 1n) break;
-      // A sequence can never be longer than the ring; stop before it laps itself.
-      if (bytesCovered + entry.header.entryLength > logLength) break;
-      sequence.push({ logOffset: position, entry });
-      bytesCovered += entry.header.entryLength;
-      position = (position + entry.header.entryLength) % logLength;
-    }
-    const head = sequence[sequence.length - 1];
-    const tailIndex = head ? sequence.findIndex((e) => e.logOffset === head.entry.header.tail) : -1;
-    if (head && tailIndex >= 0) {
-      if (best === null || head.entry.header.sequenceNumber > best.head.header.sequenceNumber) {
-        best = { entries: sequence.slice(tailIndex), head: head.entry };
-      }
-      // A complete sequence: continue after it (§8.7 step 4). A wrapped one ends the scan.
-      const next = start + bytesCovered;
-      start = next;
+  let checksumBudget = 4 * logLength + 16 * 1024 * 1024;
+  const entries = new Map<number, LogEntry>();
+  for (let offset = 0; offset < logLength; ) {
+    const entry = decodeEntryAt(log, offset, logGuid, (length) => {
+      checksumBudget -= length;
+      if (checksumBudget < 0) throw new VhdxError('BAD_LOG', 'log holds too many overlapping entry candidates to scan');
+    });
+    if (entry) {
+      entries.set(offset, entry);
+      offset += entry.header.entryLength;
     } else {
-      start += LOG_SECTOR_SIZE;
+      offset += LOG_SECTOR_SIZE;
     }
   }
-  return best;
+
+  const successor = (offset: number): number | null => {
+    const entry = entries.get(offset)!;
+    const next = (offset + entry.header.entryLength) % logLength;
+    const candidate = entries.get(next);
+    return candidate && candidate.header.sequenceNumber === entry.header.sequenceNumber + 1n ? next : null;
+  };
+  const headOf = new Map<number, number>();
+  const findHead = (start: number): number => {
+    const path: number[] = [];
+    let at = start;
+    for (;;) {
+      const known = headOf.get(at);
+      if (known !== undefined) {
+        at = known;
+        break;
+      }
+      path.push(at);
+      const next = successor(at);
+      if (next === null) break;
+      at = next;
+    }
+    for (const p of path) headOf.set(p, at);
+    return at;
+  };
+
+  let best: { tail: number; head: number } | null = null;
+  for (const offset of entries.keys()) {
+    const head = findHead(offset);
+    const headEntry = entries.get(head)!;
+    if (headEntry.header.tail !== offset) continue;
+    if (best === null || headEntry.header.sequenceNumber > entries.get(best.head)!.header.sequenceNumber) best = { tail: offset, head };
+  }
+  if (best === null) return null;
+  const sequence: PlacedLogEntry[] = [];
+  for (let at: number | null = best.tail; at !== null; at = at === best.head ? null : successor(at)) {
+    sequence.push({ logOffset: at, entry: entries.get(at)! });
+  }
+  return { entries: sequence, head: entries.get(best.head)! };
 }
 
-/** Rejects descriptors that would write the file identifier or headers, or far beyond any legal file. */
-export function validateSequenceTargets(sequence: ActiveSequence, file: string): void {
+/** The valid entry at `offset`, or null. `charge` is told the bytes about to be checksummed and may throw. */
+function decodeEntryAt(log: Uint8Array, offset: number, logGuid: Guid, charge: (length: number) => void): LogEntry | null {
+  let length: number;
+  try {
+    length = decodeLogEntryHeader(log.subarray(offset, offset + LOG_SECTOR_SIZE), log.length).entryLength;
+  } catch (error) {
+    if (error instanceof VhdxError) return null;
+    throw error;
+  }
+  charge(length);
+  try {
+    return decodeLogEntry(entryBytes(log, offset, length), logGuid, log.length);
+  } catch (error) {
+    if (error instanceof VhdxError) return null;
+    throw error;
+  }
+}
+
+/**
+ * Rejects a sequence that would write the file identifier or headers, or beyond the file size the log
+ * itself declares (LastFileOffset, at most 64 TiB of payload plus metadata).
+ */
+export function validateSequenceTargets(sequence: ActiveSequence, file: string, fileSize: number): void {
+  const declared = sequence.head.header.lastFileOffset;
+  if (declared > MAX_LOG_TARGET) {
+    throw new VhdxError('BAD_LOG', `log head declares a file of ${declared} bytes, beyond any legal image`, { file });
+  }
+  const limit = Math.max(fileSize, declared);
   for (const { logOffset, entry } of sequence.entries) {
     for (const d of entry.descriptors) {
       const length = isZeroDescriptor(d) ? d.zeroLength : LOG_SECTOR_SIZE;
-      if (d.fileOffset < REGION_TABLE1_OFFSET || d.fileOffset + length > MAX_LOG_TARGET) {
-        throw new VhdxError('BAD_LOG', `log entry at log offset ${logOffset} writes ${length} bytes at file offset ${d.fileOffset}, outside any metadata`, { file });
+      if (d.fileOffset < REGION_TABLE1_OFFSET || d.fileOffset + length > limit) {
+        throw new VhdxError('BAD_LOG', `log entry at log offset ${logOffset} writes ${length} bytes at file offset ${d.fileOffset}, outside the metadata of a ${limit}-byte file`, { file });
       }
     }
   }
@@ -104,22 +146,14 @@ export function validateSequenceTargets(sequence: ActiveSequence, file: string):
 
 /**
  * The logical state of the file after replay, kept in memory: the ordered list of logged writes laid
- * over the real bytes. Only metadata reads go through it; payload data is never in the log.
+ * over the real bytes. Metadata reads and payload reads both go through it, so a read-only open shows
+ * exactly what a writable open (which replays to the file) would.
  */
 export class LogOverlay {
   private readonly writes: LogDescriptor[] = [];
-  /** End of the highest byte the log writes or requires (LastFileOffset); the file reads as this long. */
-  readonly extent: number;
 
   constructor(sequence: ActiveSequence) {
-    let extent = sequence.head.header.lastFileOffset;
-    for (const { entry } of sequence.entries) {
-      for (const d of entry.descriptors) {
-        this.writes.push(d);
-        extent = Math.max(extent, d.fileOffset + (isZeroDescriptor(d) ? d.zeroLength : LOG_SECTOR_SIZE));
-      }
-    }
-    this.extent = extent;
+    for (const { entry } of sequence.entries) this.writes.push(...entry.descriptors);
   }
 
   /** Lays every logged write that overlaps [position, position + target.length) over `target`, in log order. */
@@ -139,22 +173,31 @@ export class LogOverlay {
   }
 }
 
-/** Writes the sequence to the file, extends it to LastFileOffset and flushes (§8.7 steps 9-11, without the header step). */
+/**
+ * Writes the sequence to the file, extends it to LastFileOffset and flushes (§8.7 steps 9-11, without
+ * the header step). Zeros past the end of the file are not written: extending the file provides them.
+ */
 export async function applySequence(backend: Backend, sequence: ActiveSequence): Promise<void> {
   const zeroChunk = new Uint8Array(1024 * 1024);
+  let size = await backend.size();
+  const target = Math.max(size, sequence.head.header.lastFileOffset);
   for (const { entry } of sequence.entries) {
     for (const d of entry.descriptors) {
       if (isZeroDescriptor(d)) {
-        for (let done = 0; done < d.zeroLength; done += zeroChunk.length) {
-          const n = Math.min(zeroChunk.length, d.zeroLength - done);
-          await backend.write(zeroChunk.subarray(0, n), d.fileOffset + done);
+        const end = Math.min(d.fileOffset + d.zeroLength, size);
+        for (let at = d.fileOffset; at < end; at += zeroChunk.length) {
+          await backend.write(zeroChunk.subarray(0, Math.min(zeroChunk.length, end - at)), at);
+        }
+        if (d.fileOffset + d.zeroLength > size) {
+          size = d.fileOffset + d.zeroLength;
+          await backend.truncate(size);
         }
       } else {
         await backend.write(d.data, d.fileOffset);
+        size = Math.max(size, d.fileOffset + d.data.length);
       }
     }
   }
-  const size = await backend.size();
-  if (size < sequence.head.header.lastFileOffset) await backend.truncate(sequence.head.header.lastFileOffset);
+  if (size < target) await backend.truncate(target);
   await backend.flush();
 }

@@ -142,7 +142,7 @@ export async function openLayout(backend: Backend, options: OpenOptions = {}): P
     }
   }
   if (sequence) {
-    validateSequenceTargets(sequence, file);
+    validateSequenceTargets(sequence, file, fileSize);
     if (fileSize < sequence.head.header.flushedFileOffset) {
       throw new VhdxError('TRUNCATED', `file is ${fileSize} bytes but the log says ${sequence.head.header.flushedFileOffset} bytes were durable: it was truncated`, { file });
     }
@@ -159,7 +159,9 @@ export async function openLayout(backend: Backend, options: OpenOptions = {}): P
       logState = 'replayed';
     }
   }
-  const effectiveSize = overlay ? Math.max(fileSize, overlay.extent) : fileSize;
+  // Everything must lie inside the file that exists: a log may rewrite bytes, but its LastFileOffset
+  // and far-reaching descriptors cannot conjure regions or blocks (nor make us allocate for them).
+  const effectiveSize = fileSize;
   const readMeta = async (position: number, length: number): Promise<Uint8Array> => {
     const out = new Uint8Array(length);
     await readFully(backend, out, position);
