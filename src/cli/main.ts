@@ -3,15 +3,17 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { VhdxError } from '../format/errors.js';
 import type { Command } from './command.js';
-import { convert } from './commands/convert.js';
-import { create } from './commands/create.js';
-import { write } from './commands/write.js';
-import { demo } from './commands/demo.js';
-import { info } from './commands/info.js';
-import { map } from './commands/map.js';
-import { read } from './commands/read.js';
 
-const COMMANDS: Command[] = [create, info, map, read, write, convert, demo];
+/** Commands load on demand: a run pays only for the one it uses. */
+const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: 'create', summary: 'create a new empty image (dynamic by default, as Hyper-V)', load: async () => (await import('./commands/create.js')).create },
+  { name: 'info', summary: 'describe an image: type, sizes, identifiers, log state', load: async () => (await import('./commands/info.js')).info },
+  { name: 'map', summary: 'show where each range of the virtual disk lives', load: async () => (await import('./commands/map.js')).map },
+  { name: 'read', summary: 'write bytes of the virtual disk to stdout', load: async () => (await import('./commands/read.js')).read },
+  { name: 'write', summary: 'write bytes into the virtual disk (a repeated byte, or a file or stdin)', load: async () => (await import('./commands/write.js')).write },
+  { name: 'convert', summary: 'convert between VHDX and raw (either way, or VHDX to VHDX with a new shape)', load: async () => (await import('./commands/convert.js')).convert },
+  { name: 'demo', summary: 'create a sample image, write, flush, reopen, verify, show info and map', load: async () => (await import('./commands/demo.js')).demo },
+];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -51,8 +53,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`vhdx ${version()}\n`);
       return 0;
     }
-    const command = COMMANDS.find((c) => c.name === args[0]);
-    if (!command) throw new VhdxError('INVALID_ARGUMENT', `unknown command ${JSON.stringify(args[0])} (see vhdx --help)`);
+    const entry = COMMANDS.find((c) => c.name === args[0]);
+    if (!entry) throw new VhdxError('INVALID_ARGUMENT', `unknown command ${JSON.stringify(args[0])} (see vhdx --help)`);
+    const command = await entry.load();
     const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
     for (const [name, o] of Object.entries(command.options)) options[name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
     let parsed;

@@ -38,7 +38,8 @@ export class NodeFileBackend implements Backend {
       if (!readOnly) {
         try {
           backend.lockPath = await acquireWriteLock(path);
-          if (options.create) await handle.truncate(0);
+          // Emptying only a file that holds bytes: truncating to zero makes ext4 flush on close.
+          if (options.create && (await handle.stat()).size > 0) await handle.truncate(0);
         } catch (error) {
           await handle.close();
           throw error;

@@ -6,7 +6,10 @@ import type { VhdxImage } from '../image/image.js';
 export type RawOutput = { kind: 'file'; backend: Backend } | { kind: 'stream'; write(data: Uint8Array): Promise<void> };
 
 export interface ConvertOptions {
-  /** Bytes per read; two buffers of this size are in flight. */
+  /**
+   * Bytes per read; two buffers of this size are in flight. The 2 MiB default keeps both buffers cache
+   * resident, so the kernel's copies in and out of them stay cheap; larger chunks measured no faster.
+   */
   chunkSize?: number;
   onProgress?: (done: number, total: number) => void;
 }
@@ -16,7 +19,7 @@ export interface ConvertOptions {
  * data are written, so unallocated ranges stay sparse; reads and writes overlap (one chunk each in flight).
  */
 export async function convertToRaw(image: VhdxImage, output: RawOutput, options: ConvertOptions = {}): Promise<void> {
-  const chunkSize = options.chunkSize ?? 8 * 1024 * 1024;
+  const chunkSize = options.chunkSize ?? 2 * 1024 * 1024;
   const total = image.virtualSize;
   const buffers = [new Uint8Array(chunkSize), new Uint8Array(chunkSize)];
   let which = 0;
@@ -27,7 +30,10 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
     pending = output.kind === 'file' ? output.backend.write(data, position) : output.write(data);
   };
   if (output.kind === 'file') {
-    await output.backend.truncate(0);
+    // Only an output that already holds bytes is emptied first: truncating a file to zero makes ext4
+    // (auto_da_alloc) start writeback of everything written since when the file is closed, which
+    // stalls close() on a large conversion. A freshly created file is already empty.
+    if ((await output.backend.size()) !== 0) await output.backend.truncate(0);
     await output.backend.truncate(total);
   }
   for (const extent of image.extents()) {

@@ -65,8 +65,9 @@ export const convert: Command = {
       const output = await NodeFileBackend.open(out!, { readOnly: false, create: true });
       try {
         if (format === 'raw') {
+          // Like qemu-img convert and cp, a raw output is left to the page cache (no fsync): it is a
+          // plain copy, with no metadata whose ordering matters. `sync` makes it durable when needed.
           await convertToRaw(image!, { kind: 'file', backend: output }, { onProgress });
-          await output.flush();
         } else {
           await convertToVhdx(source, output, { ...shape, onProgress }); // closes the image it made, durably
         }
