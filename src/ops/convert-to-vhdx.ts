@@ -4,6 +4,7 @@
  * zeros are skipped, so a dynamic output stays sparse. Reading the next block overlaps writing this one.
  * All BAT changes are committed by one flush at the end (split only where the log is too small).
  */
+import { copyBuffer } from './buffers.js';
 import { isAllZero } from '../format/bytes.js';
 import { VhdxError } from '../format/errors.js';
 import type { Backend } from '../io/backend.js';
@@ -26,7 +27,7 @@ export async function convertToVhdx(source: DiskSource, output: Backend, options
     const blockSize = image.blockSize;
     const chunk = Math.min(blockSize, Math.max(logicalSectorSize, virtualSize));
     // Two buffers: one being written into the image while the next is read from the source.
-    const buffers = [new Uint8Array(chunk), new Uint8Array(chunk)];
+    const buffers = [copyBuffer(chunk), copyBuffer(chunk)];
     const writing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
     let which = 0;
     for (let offset = 0; offset < virtualSize; offset += chunk) {

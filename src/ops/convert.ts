@@ -1,4 +1,5 @@
 /** Whole-disk copy of a VHDX image to a raw image. */
+import { copyBuffer } from './buffers.js';
 import type { Backend } from '../io/backend.js';
 import type { VhdxImage } from '../image/image.js';
 
@@ -21,7 +22,7 @@ export interface ConvertOptions {
 export async function convertToRaw(image: VhdxImage, output: RawOutput, options: ConvertOptions = {}): Promise<void> {
   const chunkSize = options.chunkSize ?? 2 * 1024 * 1024;
   const total = image.virtualSize;
-  const buffers = [new Uint8Array(chunkSize), new Uint8Array(chunkSize)];
+  const buffers = [copyBuffer(chunkSize), copyBuffer(chunkSize)];
   let which = 0;
   let pending: Promise<void> = Promise.resolve();
   let done = 0;
