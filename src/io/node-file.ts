@@ -1,5 +1,5 @@
 /** The Node.js file backend: positional I/O on one file handle; flush is fsync. */
-import { constants } from 'node:fs';
+import { constants, writeSync } from 'node:fs';
 import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { VhdxError } from '../format/errors.js';
 import type { Backend } from './backend.js';
@@ -9,6 +9,9 @@ export interface NodeFileOptions {
   /** Create the file (emptying it if it exists) instead of opening an existing one. */
   create?: boolean;
 }
+
+/** Writes up to this size are issued synchronously (see `write`). */
+const SYNC_WRITE_LIMIT = 64 * 1024;
 
 export class NodeFileBackend implements Backend {
   readonly name: string;
@@ -64,6 +67,12 @@ export class NodeFileBackend implements Backend {
     if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
     try {
       let done = 0;
+      if (data.length <= SYNC_WRITE_LIMIT) {
+        // A small write into the page cache takes microseconds; handing it to the thread pool costs
+        // more than the write itself (measured 4x on 4 KiB writes). Durability still comes from flush.
+        while (done < data.length) done += writeSync(this.handle.fd, data, done, data.length - done, position + done);
+        return;
+      }
       while (done < data.length) {
         const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
         done += bytesWritten;
