@@ -1,5 +1,4 @@
 /** A progress bar on stderr (bytes done, rate, ETA), shown only when asked for and stderr is a terminal. */
-import cliProgress from 'cli-progress';
 import { humanSize } from './args.js';
 
 export interface Progress {
@@ -9,8 +8,10 @@ export interface Progress {
 
 const SILENT: Progress = { update: () => undefined, stop: () => undefined };
 
-export function progressBar(enabled: boolean, label: string): Progress {
+/** The bar library loads only when a bar is shown: it costs more start-up time than a short command takes. */
+export async function progressBar(enabled: boolean, label: string): Promise<Progress> {
   if (!enabled || !process.stderr.isTTY) return SILENT;
+  const { default: cliProgress } = await import('cli-progress');
   const started = Date.now();
   const bar = new cliProgress.SingleBar(
     {

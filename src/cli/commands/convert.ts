@@ -36,7 +36,7 @@ export const convert: Command = {
     const shape = imageOptions(values);
     if (format === 'raw' && Object.keys(shape).length > 0) throw usage('--type, --block-size and sector-size options apply to VHDX output only');
 
-    const progress = progressBar(Boolean(values.progress), 'convert');
+    const progress = await progressBar(Boolean(values.progress), 'convert');
     const onProgress = (done: number, total: number): void => progress.update(done, total);
     let inputBackend: NodeFileBackend | null = null;
     let image: VhdxImage | null = null;

@@ -27,7 +27,7 @@ export const create: Command = {
       throw new VhdxError('INVALID_ARGUMENT', 'already exists (use --force to overwrite)', { file });
     }
     const backend = await NodeFileBackend.open(file!, { readOnly: false, create: true });
-    const progress = progressBar(Boolean(values.progress), 'create');
+    const progress = await progressBar(Boolean(values.progress), 'create');
     try {
       await createImage(backend, { ...options, onProgress: (d, t) => progress.update(d, t) });
       await backend.close();
