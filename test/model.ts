@@ -4,6 +4,7 @@
  * since.
  */
 import { VhdxImage } from '../src/image/image.js';
+import { PowerCut, PowerLossBackend } from '../src/io/power-loss.js';
 
 export type Op =
   | { kind: 'write'; offset: number; data: Uint8Array }
@@ -81,5 +82,45 @@ export async function applyOp(image: VhdxImage, op: Op, reopen: () => Promise<Vh
     case 'reopen':
       await image.close();
       return reopen();
+  }
+}
+
+/** A small seeded generator in [0, 1) (xorshift32), so crash images reproduce. */
+export function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
+
+/** Runs `ops` on a disk that loses power before operation `cutAt`; returns the model as of the cut. */
+export async function runUntilCut(
+  initial: Uint8Array,
+  ops: Op[],
+  size: number,
+  cutAt: number,
+  sparse = false,
+): Promise<{ backend: PowerLossBackend; model: DiskModel; completed: boolean }> {
+  const backend = new PowerLossBackend(initial, { cutAt });
+  const model = new DiskModel(size);
+  const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { readOnly: false, sparse });
+  try {
+    let image = await open();
+    for (const op of ops) {
+      model.issue(op);
+      image = await applyOp(image, op, open);
+      if (op.kind === 'flush' || op.kind === 'reopen') model.durable();
+    }
+    await image.close();
+    model.durable();
+    return { backend, model, completed: true };
+  } catch (error) {
+    if (!(error instanceof PowerCut)) throw error;
+    return { backend, model, completed: false };
   }
 }

@@ -7,11 +7,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBackend } from '../../src/io/memory.js';
-import { PowerCut, PowerLossBackend, type CrashModel } from '../../src/io/power-loss.js';
+import type { CrashModel } from '../../src/io/power-loss.js';
 import { create } from '../../src/ops/create.js';
 import { check } from '../../src/ops/check.js';
 import { VhdxImage } from '../../src/image/image.js';
-import { DiskModel, applyOp, equal, type Op } from '../model.js';
+import { DiskModel, equal, rng, runUntilCut, type Op } from '../model.js';
 import { patternBytes } from '../helpers.js';
 
 const MiB = 1024 * 1024;
@@ -35,39 +35,6 @@ function workload(size: number, sector: number): Op[] {
   for (let i = 0; i < 6; i++) ops.push({ kind: 'write', offset: ((7 + i) % (size / MiB)) * MiB + i * 1000, data: data(5000) });
   ops.push({ kind: 'flush' }, { kind: 'write', offset: 0, data: data(2 * sector) }, { kind: 'reopen' }, { kind: 'write', offset: size - sector, data: data(sector) });
   return ops;
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
-
-/** Runs the workload on a disk that loses power before operation `cutAt`; returns the model at the cut. */
-async function runUntilCut(initial: Uint8Array, ops: Op[], size: number, cutAt: number, sparse = false): Promise<{ backend: PowerLossBackend; model: DiskModel; completed: boolean }> {
-  const backend = new PowerLossBackend(initial, { cutAt });
-  const model = new DiskModel(size);
-  const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { readOnly: false, sparse });
-  try {
-    let image = await open();
-    for (const op of ops) {
-      model.issue(op);
-      image = await applyOp(image, op, open);
-      if (op.kind === 'flush' || op.kind === 'reopen') model.durable();
-    }
-    await image.close();
-    model.durable();
-    return { backend, model, completed: true };
-  } catch (error) {
-    if (!(error instanceof PowerCut)) throw error;
-    return { backend, model, completed: false };
-  }
 }
 
 async function verifyCrash(disk: Uint8Array, model: DiskModel, where: string): Promise<void> {

@@ -19,10 +19,9 @@ import { after, before, describe, it } from 'node:test';
 import { VhdxImage } from '../../src/image/image.js';
 import { MemoryBackend } from '../../src/io/memory.js';
 import { NodeFileBackend } from '../../src/io/node-file.js';
-import { PowerCut, PowerLossBackend } from '../../src/io/power-loss.js';
 import { create } from '../../src/ops/create.js';
 import { VHDX_BIN, patternBytes, requireProgram, run, runOk, tempDir } from '../helpers.js';
-import { DiskModel, applyOp, type Op } from '../model.js';
+import { DiskModel, rng, runUntilCut, type Op } from '../model.js';
 import { MiB, compareFiles, currentHeader, logEntriesOfCurrentGuid, qemuCheckProblem, qemuImgCheck, sha256, sha256OfFile, sparseCopy } from './util.js';
 
 const SIZE = 12 * MiB + 7 * 512;
@@ -49,39 +48,6 @@ function workload(): Op[] {
   ];
 }
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
-
-/** Runs the workload on a disk that loses power before operation `cutAt`; returns the model at the cut. */
-async function runUntilCut(initial: Uint8Array, ops: Op[], cutAt: number): Promise<{ backend: PowerLossBackend; model: DiskModel; completed: boolean }> {
-  const backend = new PowerLossBackend(initial, { cutAt });
-  const model = new DiskModel(SIZE);
-  const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { readOnly: false });
-  try {
-    let image = await open();
-    for (const op of ops) {
-      model.issue(op);
-      image = await applyOp(image, op, open);
-      if (op.kind === 'flush' || op.kind === 'reopen') model.durable();
-    }
-    await image.close();
-    model.durable();
-    return { backend, model, completed: true };
-  } catch (error) {
-    if (!(error instanceof PowerCut)) throw error;
-    return { backend, model, completed: false };
-  }
-}
-
 interface DirtyImage {
   path: string;
   cutAt: number;
@@ -103,13 +69,13 @@ describe('logs we leave unreplayed, replayed by QEMU and by us', () => {
     await create(fresh, { virtualSize: SIZE, type: 'dynamic', blockSize: BLOCK, logicalSectorSize: 512, physicalSectorSize: 4096 });
     const initial = fresh.contents().slice();
     const ops = workload();
-    total = (await runUntilCut(initial, ops, Infinity)).backend.operations;
+    total = (await runUntilCut(initial, ops, SIZE, Infinity)).backend.operations;
     assert.ok(total > 20, `the workload performs ${total} operations`);
     const seen = new Set<string>();
     let clean = 0;
     let duplicates = 0;
     for (let cutAt = 0; cutAt < total; cutAt++) {
-      const { backend, model, completed } = await runUntilCut(initial, ops, cutAt);
+      const { backend, model, completed } = await runUntilCut(initial, ops, SIZE, cutAt);
       assert.equal(completed, false, `cut at ${cutAt}`);
       const disk = await backend.crashImage('drop', rng(cutAt * 7919 + 1));
       const path = join(tmp.path, `cut-${cutAt}.vhdx`);
