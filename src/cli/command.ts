@@ -19,5 +19,6 @@ export interface Command {
   options: Record<string, OptionSpec>;
   /** Names of the required positional arguments, in order. */
   positionals: string[];
-  run(context: CommandContext): Promise<void>;
+  /** Resolves to the exit status (0 when nothing is returned); failures throw a VhdxError. */
+  run(context: CommandContext): Promise<number | void>;
 }

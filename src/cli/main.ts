@@ -12,6 +12,8 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
   { name: 'read', summary: 'write bytes of the virtual disk to stdout', load: async () => (await import('./commands/read.js')).read },
   { name: 'write', summary: 'write bytes into the virtual disk (a repeated byte, or a file or stdin)', load: async () => (await import('./commands/write.js')).write },
   { name: 'convert', summary: 'convert between VHDX and raw (either way, or VHDX to VHDX with a new shape)', load: async () => (await import('./commands/convert.js')).convert },
+  { name: 'check', summary: 'check an image for corruption and leaked space; --repair fixes what it safely can', load: async () => (await import('./commands/check.js')).check },
+  { name: 'compare', summary: 'compare the virtual disks of two images (raw or VHDX); exit 0 equal, 1 different', load: async () => (await import('./commands/compare.js')).compare },
   { name: 'demo', summary: 'create a sample image, write, flush, reopen, verify, show info and map', load: async () => (await import('./commands/demo.js')).demo },
 ];
 
@@ -72,8 +74,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new VhdxError('INVALID_ARGUMENT', `${command.name} takes ${command.positionals.join(' ') || 'no arguments'} (usage: ${command.usage})`);
     }
     fileForErrors = parsed.positionals[0];
-    await command.run({ positionals: parsed.positionals, values: parsed.values as CommandValues });
-    return 0;
+    return (await command.run({ positionals: parsed.positionals, values: parsed.values as CommandValues })) ?? 0;
   } catch (error) {
     if (error instanceof VhdxError) {
       const file = error.file ?? (error.code === 'INVALID_ARGUMENT' ? undefined : fileForErrors);
