@@ -50,6 +50,12 @@ export class BlockAllocator {
     return offset;
   }
 
+  /** The first free gap that holds a block, without taking it. */
+  lowestFree(): number | null {
+    const span = this.free.find((s) => s.end - s.start >= this.blockSize);
+    return span ? span.start : null;
+  }
+
   /** Gives back a block whose allocation never became visible (its write failed). */
   unallocate(offset: number): void {
     this.addFree(this.free, offset, offset + this.blockSize);

@@ -42,7 +42,7 @@ import {
 import { decodeParentLocator, type ParentLocator } from '../format/parent-locator.js';
 import { decodeRegionTable, type RegionEntry, type RegionTable } from '../format/region-table.js';
 import { readFully, type Backend } from '../io/backend.js';
-import { BatTable, findOverlap, type Range } from './bat-table.js';
+import { BatTable, findOverlap, type BatProblem, type Range } from './bat-table.js';
 import { chooseHeader, HeaderWriter, readHeaderCopies } from './headers.js';
 import { applySequence, findActiveSequence, LogOverlay, validateSequenceTargets, type ActiveSequence } from './log-replay.js';
 
@@ -68,6 +68,12 @@ export interface OpenOptions {
    * file becomes sparse, which Hyper-V refuses. Space reused inside the file is always zero-filled.
    */
   sparse?: boolean;
+  /**
+   * For check and repair: BAT entries with an illegal state, or pointing outside the file or into
+   * structures or other blocks, do not fail the open. They are listed in `batProblems`, left out of
+   * the used ranges, and must not be read through (the image API refuses to open this way).
+   */
+  collectBatProblems?: boolean;
 }
 
 export interface ImageMetadata {
@@ -99,6 +105,8 @@ export interface OpenedLayout {
   overlay: LogOverlay | null;
   fileSize: number;
   warnings: string[];
+  /** Bad BAT entries, when opened with `collectBatProblems` (otherwise the open throws at the first). */
+  batProblems: BatProblem[];
 }
 
 export async function openLayout(backend: Backend, options: OpenOptions = {}): Promise<OpenedLayout> {
@@ -190,10 +198,27 @@ export async function openLayout(backend: Backend, options: OpenOptions = {}): P
     ...regionTable.entries.map((r) => ({ start: r.fileOffset, end: r.fileOffset + r.length, what: regionName(r) })),
   ];
   if (header.logLength > 0) structures.push({ start: header.logOffset, end: header.logOffset + header.logLength, what: 'log' });
-  const checked = bat.validate({ hasParent: metadata.hasParent, fileSize: effectiveSize, structures, file, batOffset: batRegion.fileOffset });
+  const batOptions = { hasParent: metadata.hasParent, fileSize: effectiveSize, structures, file, batOffset: batRegion.fileOffset };
+  const checked = options.collectBatProblems ? bat.inspect(batOptions) : { ...bat.validate(batOptions), problems: [] };
   warnings.push(...checked.warnings);
 
-  return { creator, header: headerWriter.header, headerWriter, regionTable, batRegion, metadataRegion, metadata, geometry, bat, used: checked.used, logState, overlay, fileSize, warnings };
+  return {
+    creator,
+    header: headerWriter.header,
+    headerWriter,
+    regionTable,
+    batRegion,
+    metadataRegion,
+    metadata,
+    geometry,
+    bat,
+    used: checked.used,
+    logState,
+    overlay,
+    fileSize,
+    warnings,
+    batProblems: checked.problems,
+  };
 }
 
 function withFile(error: unknown, file: string): unknown {

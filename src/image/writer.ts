@@ -17,12 +17,13 @@ import {
   PAYLOAD_BLOCK_PARTIALLY_PRESENT,
   PAYLOAD_BLOCK_UNMAPPED,
   PAYLOAD_BLOCK_ZERO,
+  encodeBatEntry,
   payloadEntryIndex,
 } from '../format/bat.js';
 import { LOG_SECTOR_SIZE } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
 import { randomGuid } from '../format/guid.js';
-import type { Backend } from '../io/backend.js';
+import { readFully, type Backend } from '../io/backend.js';
 import { BlockAllocator } from './allocator.js';
 import { LogWriter } from './log-writer.js';
 import type { OpenedLayout } from './open.js';
@@ -68,7 +69,10 @@ export class ImageWriter {
   }
 
   private markBatDirty(block: number): void {
-    const index = payloadEntryIndex(block, this.layout.geometry.chunkRatio);
+    this.markEntryDirty(payloadEntryIndex(block, this.layout.geometry.chunkRatio));
+  }
+
+  private markEntryDirty(index: number): void {
     this.dirtyBatSectors.add(Math.floor((index * BAT_ENTRY_SIZE) / LOG_SECTOR_SIZE));
   }
 
@@ -185,6 +189,50 @@ export class ImageWriter {
       this.dirtyBatSectors.clear();
     }
     this.allocator.commitReleases();
+  }
+
+  /**
+   * Repair: the entry at `index` becomes NOT_PRESENT (through the log at the next flush). Whatever it
+   * pointed at is not released: it was never a valid block of this image.
+   */
+  async clearEntry(index: number): Promise<void> {
+    await this.beginChange();
+    encodeBatEntry(this.layout.bat.bytes, index, 0, 0);
+    this.markEntryDirty(index);
+  }
+
+  /**
+   * Repair and compaction: moves `block` to a newly allocated place, copying what it holds now (bytes
+   * past the end of the file read as zeros). Rule 2 holds as for any new block: the copy is written
+   * before the entry changes, and `flush` syncs it before the entry is logged. The old space is
+   * released (reusable after that flush) only when `releaseOld` says it belonged to this block alone.
+   */
+  async relocateBlock(block: number, releaseOld: boolean): Promise<{ from: number; to: number }> {
+    await this.beginChange();
+    const { bat } = this.layout;
+    const { blockSize } = this.layout.metadata;
+    const from = bat.blockOffset(block);
+    const to = this.allocator.allocate();
+    const chunk = new Uint8Array(Math.min(blockSize, ZERO_CHUNK.length));
+    try {
+      for (let done = 0; done < blockSize; done += chunk.length) {
+        const got = await readFully(this.backend, chunk, from + done);
+        chunk.fill(0, got);
+        await this.writeAt(chunk, to + done);
+      }
+    } catch (error) {
+      this.allocator.unallocate(to);
+      throw error;
+    }
+    bat.setBlock(block, bat.blockState(block), to);
+    this.markBatDirty(block);
+    if (releaseOld) this.allocator.release(from);
+    return { from, to };
+  }
+
+  /** For compaction: the lowest free place a block could move to, or null when only the end is left. */
+  lowestFreeBlock(): number | null {
+    return this.allocator.lowestFree();
   }
 
   /** Flush, then mark the log empty so the image closes clean. */
