@@ -19,6 +19,8 @@ export interface Command {
   options: Record<string, OptionSpec>;
   /** Names of the required positional arguments, in order. */
   positionals: string[];
+  /** Exit status for a VhdxError thrown by `run` (default 1; usage errors always exit 2). */
+  errorStatus?: number;
   /** Resolves to the exit status (0 when nothing is returned); failures throw a VhdxError. */
   run(context: CommandContext): Promise<number | void>;
 }

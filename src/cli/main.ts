@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { VhdxError } from '../format/errors.js';
 import type { Command } from './command.js';
+import { Interrupted } from './interrupt.js';
 
 /** Commands load on demand: a run pays only for the one it uses. */
 const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
@@ -38,7 +39,13 @@ function mainHelp(): string {
 }
 
 function commandHelp(c: Command): string {
-  const opts = Object.entries(c.options).map(([name, o]) => `  --${name}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(26) + o.description);
+  // Boolean options also take a --no- form (parseArgs allowNegative); only progress documents it.
+  const names = Object.entries(c.options).map(([name, o]) => {
+    const long = name === 'progress' ? '--[no-]progress' : `--${name}${o.type === 'string' ? ' VALUE' : ''}`;
+    return `  ${o.short ? `-${o.short}, ` : '    '}${long}`;
+  });
+  const width = Math.max(0, ...names.map((n) => n.length)) + 2;
+  const opts = Object.values(c.options).map((o, i) => names[i]!.padEnd(width) + o.description);
   return [`usage: ${c.usage}`, '', c.summary, '', ...(opts.length ? ['options:', ...opts, ''] : []), 'examples:', ...c.examples.map((e) => `  ${e}`)].join('\n');
 }
 
@@ -46,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
   let fileForErrors: string | undefined;
+  let errorStatus: number | undefined;
   try {
     if (args.length === 0 || args[0] === '--help' || args[0] === '-h' || args[0] === 'help') {
       process.stdout.write(mainHelp() + '\n');
@@ -58,30 +66,40 @@ export async function main(argv: string[]): Promise<number> {
     const entry = COMMANDS.find((c) => c.name === args[0]);
     if (!entry) throw new VhdxError('INVALID_ARGUMENT', `unknown command ${JSON.stringify(args[0])} (see vhdx --help)`);
     const command = await entry.load();
+    errorStatus = command.errorStatus;
     const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
     for (const [name, o] of Object.entries(command.options)) options[name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
     let parsed;
     try {
-      parsed = parseArgs({ args: args.slice(1), options, allowPositionals: true, strict: true });
+      parsed = parseArgs({ args: args.slice(1), options, allowPositionals: true, allowNegative: true, strict: true });
     } catch (error) {
-      throw new VhdxError('INVALID_ARGUMENT', `${command.name}: ${(error as Error).message.split('\n')[0]}`);
+      throw new VhdxError('INVALID_ARGUMENT', `${command.name}: ${parseError(error)} (see vhdx ${command.name} --help)`);
     }
     if (parsed.values.help) {
       process.stdout.write(commandHelp(command) + '\n');
       return 0;
     }
-    if (parsed.positionals.length !== command.positionals.length) {
-      throw new VhdxError('INVALID_ARGUMENT', `${command.name} takes ${command.positionals.join(' ') || 'no arguments'} (usage: ${command.usage})`);
+    if (parsed.positionals.length < command.positionals.length) {
+      const missing = command.positionals.slice(parsed.positionals.length).join(' ');
+      throw new VhdxError('INVALID_ARGUMENT', `${command.name}: missing ${missing} (usage: ${command.usage})`);
+    }
+    if (parsed.positionals.length > command.positionals.length) {
+      const extra = parsed.positionals[command.positionals.length]!;
+      throw new VhdxError('INVALID_ARGUMENT', `${command.name}: unexpected argument ${JSON.stringify(extra)} (usage: ${command.usage})`);
     }
     fileForErrors = parsed.positionals[0];
     return (await command.run({ positionals: parsed.positionals, values: parsed.values as CommandValues })) ?? 0;
   } catch (error) {
+    if (error instanceof Interrupted) {
+      process.stderr.write(`vhdx: ${error.file === undefined ? '' : `${error.file}: `}${error.message}\n`);
+      return error.exitCode;
+    }
     if (error instanceof VhdxError) {
       const file = error.file ?? (error.code === 'INVALID_ARGUMENT' ? undefined : fileForErrors);
       const where = error.offset === undefined ? '' : ` (at file offset ${error.offset})`;
       process.stderr.write(`vhdx: ${file === undefined ? '' : `${file}: `}${error.message}${where}\n`);
       if (debug) process.stderr.write(`${error.stack}\n`);
-      return error.code === 'INVALID_ARGUMENT' ? 2 : 1;
+      return error.code === 'INVALID_ARGUMENT' ? 2 : (errorStatus ?? 1);
     }
     const e = error as NodeJS.ErrnoException;
     if (e?.code === 'EPIPE') return 0;
@@ -89,6 +107,21 @@ export async function main(argv: string[]): Promise<number> {
     if (debug) process.stderr.write(`${e?.stack}\n`);
     return 70;
   }
+}
+
+/** parseArgs messages, first line only, in the style of the others (`unknown option --x`). */
+function parseError(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  const first = (e?.message ?? String(error)).split('\n')[0]!;
+  const option = /'(-[^']*)'/.exec(first)?.[1];
+  if (e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) return `unknown option ${option.split('=')[0]}`;
+  if (e?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option) {
+    const name = option.replace(/ <value>$/, '');
+    if (/argument missing/.test(first)) return `option ${name} needs a value`;
+    if (/ambiguous/.test(first)) return `option ${name} needs a value (for one starting with a dash, write ${name.split(' ').pop()}=VALUE)`;
+    if (/does not take an argument/.test(first)) return `option ${name} takes no value`;
+  }
+  return first.replace(/\.$/, '');
 }
 
 type CommandValues = Record<string, string | boolean | (string | boolean)[] | undefined>;

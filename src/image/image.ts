@@ -78,7 +78,7 @@ export class VhdxImage {
 
   static async open(backend: Backend, options: OpenOptions = {}): Promise<VhdxImage> {
     const readOnly = options.readOnly ?? backend.readOnly;
-    const layout = await openLayout(backend, { ...options, readOnly, collectBatProblems: false });
+    const layout = await openLayout(backend, { ...options, readOnly });
     return new VhdxImage(backend, layout, readOnly, options.sparse ?? false);
   }
 

@@ -68,10 +68,14 @@ export interface OpenOptions {
    * file becomes sparse, which Hyper-V refuses. Space reused inside the file is always zero-filled.
    */
   sparse?: boolean;
+}
+
+/** Internal: the layout-level open used by check and repair. */
+export interface OpenLayoutOptions extends OpenOptions {
   /**
-   * For check and repair: BAT entries with an illegal state, or pointing outside the file or into
-   * structures or other blocks, do not fail the open. They are listed in `batProblems`, left out of
-   * the used ranges, and must not be read through (the image API refuses to open this way).
+   * BAT entries with an illegal state, or pointing outside the file or into structures or other
+   * blocks, do not fail the open. They are listed in `batProblems`, left out of the used ranges, and
+   * must not be read through (so the image API never opens this way).
    */
   collectBatProblems?: boolean;
 }
@@ -109,7 +113,7 @@ export interface OpenedLayout {
   batProblems: BatProblem[];
 }
 
-export async function openLayout(backend: Backend, options: OpenOptions = {}): Promise<OpenedLayout> {
+export async function openLayout(backend: Backend, options: OpenLayoutOptions = {}): Promise<OpenedLayout> {
   const file = backend.name;
   const readOnly = options.readOnly ?? backend.readOnly;
   const warnings: string[] = [];

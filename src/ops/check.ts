@@ -131,7 +131,12 @@ async function inspect(backend: Backend): Promise<CheckReport> {
   const fileSize = await backend.size();
   const identifier = new Uint8Array(Math.min(fileSize, FILE_IDENTIFIER_DECODED_SIZE));
   await readFully(backend, identifier, FILE_IDENTIFIER_OFFSET);
-  decodeFileIdentifier(identifier); // not a VHDX at all: there is nothing to check (throws NOT_VHDX)
+  try {
+    decodeFileIdentifier(identifier); // not a VHDX at all: there is nothing to check (NOT_VHDX)
+  } catch (error) {
+    if (error instanceof VhdxError && error.file === undefined) error.file = file;
+    throw error;
+  }
 
   if (fileSize >= HEADER_SECTION_SIZE) {
     const copies = await readHeaderCopies(backend);
@@ -194,7 +199,12 @@ async function inspect(backend: Backend): Promise<CheckReport> {
     const offset = layout.bat.blockOffset(p.block);
     if (offset >= HEADER_SECTION_SIZE && offset < fileSize) referenced.push({ start: offset, end: Math.min(offset + blockSize, fileSize) });
   }
+  // Space below the first block is layout padding, not a leak: QEMU leaves a gap between its metadata
+  // and its first block, and its fixed images preallocate the whole payload area but mark every block
+  // ZERO (new blocks then go after it). Writers may still allocate there.
+  const firstBlock = layout.used.reduce((m, r) => (r.block !== undefined || r.chunk !== undefined ? Math.min(m, r.start) : m), Infinity);
   for (const leak of unreferenced(referenced, fileSize)) {
+    if (leak.start < firstBlock) continue;
     const trailing = leak.end === fileSize && leak.start >= lastUsedEnd(referenced);
     findings.push({
       severity: 'leak',
@@ -340,7 +350,16 @@ async function repair(backend: Backend, before: CheckReport): Promise<{ repairs:
 
   // Step 4b: leaked space inside the file (found before, or left by entries cleared above) is
   // reclaimed by moving the last blocks down into it, while that is lower than where they are.
-  layout = await openLayout(backend, { readOnly: false, collectBatProblems: true });
+  if (has('LEAKED_SPACE') || problems.length > 0) await compact(backend, repairs);
+
+  // Step 5: with the log closed clean, nothing refers past the last used byte: cut the tail off.
+  await trimTail(backend, repairs);
+  lost.sort((a, b) => a.offset - b.offset);
+  return { repairs, lost };
+}
+
+async function compact(backend: Backend, repairs: Repair[]): Promise<void> {
+  const layout = await openLayout(backend, { readOnly: false, collectBatProblems: true });
   const writer = new ImageWriter(backend, layout);
   const present: { block: number; offset: number }[] = [];
   for (let block = 0; block < layout.geometry.payloadBlocks; block++) {
@@ -357,9 +376,12 @@ async function repair(backend: Backend, before: CheckReport): Promise<{ repairs:
   }
   await writer.close();
   if (moved > 0) repairs.push({ code: 'COMPACTED', message: `moved ${moved} block(s) down into unreferenced space inside the file` });
+}
 
-  // Step 5: with the log closed clean, nothing refers past the last used byte: cut the tail off.
+async function trimTail(backend: Backend, repairs: Repair[]): Promise<void> {
   const final = await openLayout(backend, { readOnly: true });
+  // An image without blocks keeps its tail: it is preallocation (QEMU's fixed images), not a leak.
+  if (!final.used.some((r) => r.block !== undefined)) return;
   const end = Math.ceil(lastUsedEnd(final.used) / MiB) * MiB;
   const size = await backend.size();
   if (size > end) {
@@ -367,8 +389,6 @@ async function repair(backend: Backend, before: CheckReport): Promise<{ repairs:
     await backend.flush();
     repairs.push({ code: 'TRAILING_SPACE', message: `cut ${size - end} unused bytes off the end of the file` });
   }
-  lost.sort((a, b) => a.offset - b.offset);
-  return { repairs, lost };
 }
 
 async function writeZeros(backend: Backend, offset: number, length: number): Promise<void> {

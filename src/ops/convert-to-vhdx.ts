@@ -14,6 +14,11 @@ import type { DiskSource } from './source.js';
 
 export interface ConvertToVhdxOptions extends Omit<CreateOptions, 'virtualSize' | 'onProgress'> {
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Stops the copy at the next block (after the writes in flight), rejecting with its reason. The output
+   * is then closed without the final flush: it is not a finished image, and the caller removes it.
+   */
+  signal?: AbortSignal;
 }
 
 export async function convertToVhdx(source: DiskSource, output: Backend, options: ConvertToVhdxOptions = {}): Promise<void> {
@@ -22,15 +27,20 @@ export async function convertToVhdx(source: DiskSource, output: Backend, options
   const virtualSize = Math.ceil(source.size / logicalSectorSize) * logicalSectorSize;
   if (virtualSize === 0) throw new VhdxError('INVALID_ARGUMENT', 'the source is empty', { file: output.name });
   await create(output, { ...options, virtualSize });
+  options.signal?.throwIfAborted();
   const image = await VhdxImage.open(output, { readOnly: false });
+  const writing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
   try {
     const blockSize = image.blockSize;
     const chunk = Math.min(blockSize, Math.max(logicalSectorSize, virtualSize));
     // Two buffers: one being written into the image while the next is read from the source.
     const buffers = [copyBuffer(chunk), copyBuffer(chunk)];
-    const writing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
     let which = 0;
     for (let offset = 0; offset < virtualSize; offset += chunk) {
+      if (options.signal?.aborted) {
+        await Promise.all(writing);
+        options.signal.throwIfAborted();
+      }
       const length = Math.min(chunk, virtualSize - offset);
       if (!source.knownZero(offset, length)) {
         await writing[which];
@@ -45,7 +55,9 @@ export async function convertToVhdx(source: DiskSource, output: Backend, options
     await Promise.all(writing);
     await image.close();
   } catch (error) {
-    await image.close().catch(() => undefined);
+    await Promise.allSettled(writing); // no write is left running against a closed file
+    if (options.signal?.aborted) await output.close().catch(() => undefined);
+    else await image.close().catch(() => undefined);
     throw error;
   }
 }

@@ -13,6 +13,8 @@ export interface ConvertOptions {
    */
   chunkSize?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Stops the copy at the next chunk boundary (after the write in flight), rejecting with its reason. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -45,6 +47,10 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
       continue;
     }
     for (let position = extent.offset; position < extent.offset + extent.length; ) {
+      if (options.signal?.aborted) {
+        await pending;
+        options.signal.throwIfAborted();
+      }
       const n = Math.min(chunkSize, extent.offset + extent.length - position);
       const buffer = buffers[which]!.subarray(0, n);
       which ^= 1;

@@ -30,6 +30,8 @@ export interface CreateOptions {
   creator?: string;
   virtualDiskId?: Guid;
   onProgress?: (done: number, total: number) => void;
+  /** Stops writing the zeros of a fixed image at the next chunk, rejecting with its reason. */
+  signal?: AbortSignal;
 }
 
 export const CREATE_DEFAULTS = { type: 'dynamic', blockSize: 32 * MiB, logicalSectorSize: 512, physicalSectorSize: 4096, logLength: MiB } as const;
@@ -89,6 +91,7 @@ export async function create(backend: Backend, options: CreateOptions): Promise<
     } else {
       const zeros = new Uint8Array(Math.min(8 * MiB, total));
       for (let done = 0; done < total; done += zeros.length) {
+        options.signal?.throwIfAborted();
         const n = Math.min(zeros.length, total - done);
         await backend.write(zeros.subarray(0, n), layout.dataOffset + done);
         options.onProgress?.(done + n, total);

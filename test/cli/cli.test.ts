@@ -84,6 +84,26 @@ describe('vhdx CLI', () => {
     }
   });
 
+  test('human output gives sizes in IEC units; create also prints JSON', () => {
+    const dir = tempDir();
+    try {
+      const img = join(dir.path, 'iec.vhdx');
+      const created = run(VHDX_BIN, ['create', img, '3G', '--block-size', '1M']);
+      assert.equal(created.stdout.toString(), `created ${img}: dynamic, 3 GiB virtual, 1 MiB blocks, 512-byte logical / 4096-byte physical sectors, file 4 MiB\n`);
+      const json = JSON.parse(run(VHDX_BIN, ['create', img, '1536K', '--force', '--json', '--block-size', '1M']).stdout.toString());
+      assert.equal(json.virtualSize, 1536 * 1024);
+      assert.equal(json.file, img);
+      assert.equal(run(VHDX_BIN, ['write', img, '--offset', '0', '--pattern', '1', '--length', '1']).code, 0);
+      assert.match(run(VHDX_BIN, ['info', img]).stdout.toString(), /^log: +empty \(1 MiB at file offset 1 MiB\)$/m);
+      const map = run(VHDX_BIN, ['map', img]).stdout.toString().split('\n');
+      assert.match(map[1]!, /^ +0x0 +0x100000 +1 MiB  data /);
+      assert.match(map[2]!, /^ +0x100000 +0x80000 +512 KiB  unallocated /);
+      assert.equal(map[3], '2 extents; 1 MiB of 1.5 MiB stored in the file');
+    } finally {
+      dir.cleanup();
+    }
+  });
+
   test('--help and --version', () => {
     const help = run(VHDX_BIN, ['--help']);
     assert.equal(help.code, 0);

@@ -1,32 +1,35 @@
-import { unlink } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { stat, unlink } from 'node:fs/promises';
 import { NodeFileBackend } from '../../io/node-file.js';
 import { VhdxImage } from '../../image/image.js';
 import { convertToRaw } from '../../ops/convert.js';
 import { convertToVhdx } from '../../ops/convert-to-vhdx.js';
 import { rawSource, streamSource, vhdxSource, type DiskSource } from '../../ops/source.js';
 import { hasSignature } from '../../format/bytes.js';
+import { VhdxError } from '../../format/errors.js';
 import { readFully } from '../../io/backend.js';
-import { parseSize, usage } from '../args.js';
+import { humanSize, parseSize, usage } from '../args.js';
 import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
-import { progressBar } from '../progress.js';
+import { PROGRESS_OPTION, progressBar } from '../progress.js';
+import { Interrupted, interruptible, interruptibleChunks, type Interrupt } from '../interrupt.js';
 import { writeStdout } from '../output.js';
 import type { Command } from '../command.js';
 
 export const convert: Command = {
   name: 'convert',
   summary: 'convert between VHDX and raw (either way, or VHDX to VHDX with a new shape)',
-  usage: 'vhdx convert IN OUT [-O raw|vhdx] [--type dynamic|fixed] [--block-size N] [--logical-sector-size N] [--physical-sector-size N] [--size N] [-p]',
+  usage: 'vhdx convert IN OUT [-O raw|vhdx] [--type dynamic|fixed] [--block-size N] [--logical-sector-size N] [--physical-sector-size N] [--size N] [-p|--no-progress]',
   examples: [
     'vhdx convert disk.vhdx disk.raw            # VHDX to raw, sparse where unallocated',
-    'vhdx convert disk.raw disk.vhdx -p         # raw to dynamic VHDX, zero blocks skipped',
+    'vhdx convert disk.raw disk.vhdx            # raw to dynamic VHDX, zero blocks skipped',
     'vhdx convert disk.vhdx - | gzip > disk.gz  # raw to standard output',
     'dd if=/dev/sdb | vhdx convert - disk.vhdx --size 64G --type fixed',
   ],
   options: {
     'output-format': { type: 'string', short: 'O', description: 'raw or vhdx (default: vhdx when OUT ends in .vhdx, else raw)' },
     ...IMAGE_OPTIONS,
-    size: { type: 'string', description: 'size of the disk on standard input (IN is -)' },
-    progress: { type: 'boolean', short: 'p', description: 'show a progress bar' },
+    size: { type: 'string', description: 'size of the disk on standard input (IN is -); input ending early is an error' },
+    progress: PROGRESS_OPTION,
   },
   positionals: ['IN', 'OUT'],
   async run({ positionals: [input, out], values }) {
@@ -35,16 +38,28 @@ export const convert: Command = {
     if (out === '-' && format !== 'raw') throw usage('only raw output can go to standard output');
     const shape = imageOptions(values);
     if (format === 'raw' && Object.keys(shape).length > 0) throw usage('--type, --block-size and sector-size options apply to VHDX output only');
+    if (input === '-' && values.size === undefined) throw usage('reading standard input needs --size');
+    if (input !== '-' && values.size !== undefined) throw usage('--size applies to standard input only (IN is -)');
+    const stdinSize = values.size === undefined ? 0 : parseSize(String(values.size), '--size');
+    // Where OUT already exists: never the input itself, and never removed on failure unless a regular file.
+    const outStat = out === '-' ? null : await stat(out!).catch(() => null);
+    if (outStat && input !== '-') {
+      const inStat = await stat(input!).catch(() => null);
+      if (inStat && inStat.dev === outStat.dev && inStat.ino === outStat.ino) throw usage(`IN and OUT are the same file (${out})`);
+    }
+    const removable = outStat === null || outStat.isFile();
 
-    const progress = await progressBar(Boolean(values.progress), 'convert');
-    const onProgress = (done: number, total: number): void => progress.update(done, total);
+    const stop = interruptible();
+    const progress = await progressBar(values.progress as boolean | undefined, 'convert');
     let inputBackend: NodeFileBackend | null = null;
     let image: VhdxImage | null = null;
     try {
       let source: DiskSource;
+      let onProgress = (done: number, total: number): void => progress.update(done, total);
       if (input === '-') {
-        if (values.size === undefined) throw usage('reading standard input needs --size');
-        source = streamSource(process.stdin as AsyncIterable<Uint8Array>, parseSize(String(values.size), '--size'));
+        // Progress counts the bytes received, which advances smoothly even with large blocks.
+        onProgress = () => undefined;
+        source = streamSource(stdinOfSize(stdinSize, stop, (n) => progress.update(n, stdinSize)), stdinSize);
       } else {
         inputBackend = await NodeFileBackend.open(input!, { readOnly: true });
         const magic = new Uint8Array(8);
@@ -58,30 +73,59 @@ export const convert: Command = {
       }
       if (out === '-') {
         if (!image) throw usage('raw to raw conversion is a copy: use cp');
-        await convertToRaw(image, { kind: 'stream', write: writeStdout }, { onProgress });
+        await convertToRaw(image, { kind: 'stream', write: (data) => stop.race(writeStdout(data)) }, { onProgress, signal: stop.signal });
+        stop.check();
         return;
       }
       if (format === 'raw' && !image) throw usage('raw to raw conversion is a copy: use cp');
+      stop.check();
       const output = await NodeFileBackend.open(out!, { readOnly: false, create: true });
+      if (removable) stop.onForcedExit(() => unlinkSync(out!));
       try {
         if (format === 'raw') {
           // Like qemu-img convert and cp, a raw output is left to the page cache (no fsync): it is a
           // plain copy, with no metadata whose ordering matters. `sync` makes it durable when needed.
-          await convertToRaw(image!, { kind: 'file', backend: output }, { onProgress });
+          await convertToRaw(image!, { kind: 'file', backend: output }, { onProgress, signal: stop.signal });
         } else {
-          await convertToVhdx(source, output, { ...shape, onProgress }); // closes the image it made, durably
+          await convertToVhdx(source, output, { ...shape, onProgress, signal: stop.signal }); // closes the image it made, durably
         }
+        // A signal that arrives once the copy is done still means the user did not want the output.
+        stop.check();
         await output.close();
       } catch (error) {
-        // Never leave a partial output behind.
-        await output.close();
-        await unlink(out!).catch(() => undefined);
+        // Never leave a partial output behind (a device or other non-regular OUT is left in place).
+        await output.close().catch(() => undefined);
+        if (removable) await unlink(out!).catch(() => undefined);
+        if (error instanceof Interrupted) {
+          error.file = out;
+          error.message += removable ? '; the partial output was removed' : '; the output is incomplete';
+        } else if (error instanceof VhdxError && removable && error.file !== out) {
+          error.message += `; ${out} was removed`;
+        }
         throw error;
       }
     } finally {
       progress.stop();
+      stop.dispose();
+      if (input === '-') process.stdin.destroy(); // bytes past --size are not waited for
       if (image) await image.close();
       else await inputBackend?.close();
     }
   },
 };
+
+/**
+ * Standard input as the chunks of a disk of `size` bytes: each wait is cut short by a signal, and an
+ * input that ends before `size` bytes is an error (a zero-padded image would hide the loss).
+ */
+async function* stdinOfSize(size: number, stop: Interrupt, onBytes: (n: number) => void): AsyncGenerator<Uint8Array> {
+  let received = 0;
+  for await (const chunk of interruptibleChunks(process.stdin, stop)) {
+    received += chunk.length;
+    onBytes(Math.min(received, size));
+    yield chunk;
+  }
+  if (received < size) {
+    throw new VhdxError('TRUNCATED', `ended after ${humanSize(received)} (${received} bytes), before the ${humanSize(size)} given by --size`, { file: 'standard input' });
+  }
+}

@@ -1,23 +1,32 @@
+import { unlinkSync } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { NodeFileBackend } from '../../io/node-file.js';
 import { create as createImage, resolveCreateOptions } from '../../ops/create.js';
+import { openImage } from '../../node.js';
 import { VhdxError } from '../../format/errors.js';
 import { humanSize, parseSize } from '../args.js';
 import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
-import { progressBar } from '../progress.js';
-import { writeStdout } from '../output.js';
+import { PROGRESS_OPTION, progressBar } from '../progress.js';
+import { Interrupted, interruptible } from '../interrupt.js';
+import { printJson, writeStdout } from '../output.js';
 import type { Command } from '../command.js';
 
 export const create: Command = {
   name: 'create',
   summary: 'create a new empty image (dynamic by default, as Hyper-V)',
-  usage: 'vhdx create FILE SIZE [--type dynamic|fixed] [--block-size 32M] [--logical-sector-size 512|4096] [--physical-sector-size 512|4096] [--log-size 1M] [--sparse] [--force] [-p]',
-  examples: ['vhdx create disk.vhdx 40G', 'vhdx create disk.vhdx 10G --type fixed -p', 'vhdx create 4kn.vhdx 1T --logical-sector-size 4096 --block-size 1M'],
+  usage: 'vhdx create FILE SIZE [--type dynamic|fixed] [--block-size 32M] [--logical-sector-size 512|4096] [--physical-sector-size 512|4096] [--log-size 1M] [--sparse] [--force] [--json] [-p|--no-progress]',
+  examples: [
+    'vhdx create disk.vhdx 40G',
+    'vhdx create disk.vhdx 10G --type fixed      # writes 10 GiB of zeros: a bar shows on a terminal',
+    'vhdx create 4kn.vhdx 1T --logical-sector-size 4096 --block-size 1M',
+    'vhdx create disk.vhdx 8G --json | jq .fileSize',
+  ],
   options: {
     ...IMAGE_OPTIONS,
     sparse: { type: 'boolean', description: 'fixed images: leave the payload area as a hole instead of writing zeros' },
     force: { type: 'boolean', description: 'overwrite FILE if it exists' },
-    progress: { type: 'boolean', short: 'p', description: 'show a progress bar' },
+    json: { type: 'boolean', description: 'print the new image as `vhdx info --json` does' },
+    progress: PROGRESS_OPTION,
   },
   positionals: ['FILE', 'SIZE'],
   async run({ positionals: [file, sizeText], values }) {
@@ -27,17 +36,34 @@ export const create: Command = {
       throw new VhdxError('INVALID_ARGUMENT', 'already exists (use --force to overwrite)', { file });
     }
     const backend = await NodeFileBackend.open(file!, { readOnly: false, create: true });
-    const progress = await progressBar(Boolean(values.progress), 'create');
+    const stop = interruptible();
+    stop.onForcedExit(() => unlinkSync(file!));
+    const progress = await progressBar(values.progress as boolean | undefined, 'create');
     try {
-      await createImage(backend, { ...options, onProgress: (d, t) => progress.update(d, t) });
+      await createImage(backend, { ...options, signal: stop.signal, onProgress: (d, t) => progress.update(d, t) });
+      stop.check();
       await backend.close();
     } catch (error) {
-      await backend.close();
+      // Never leave a half-made image behind.
+      await backend.close().catch(() => undefined);
       await unlink(file!).catch(() => undefined);
+      if (error instanceof Interrupted) {
+        error.file = file;
+        error.message += '; the partial image was removed';
+      }
       throw error;
     } finally {
       progress.stop();
+      stop.dispose();
     }
-    await writeStdout(`created ${file}: ${options.type ?? 'dynamic'}, ${humanSize(options.virtualSize)}\n`);
+    const image = await openImage(file!, { readOnly: true });
+    try {
+      const i = image.info();
+      if (values.json) return await printJson({ file, ...i });
+      const sectors = `${i.logicalSectorSize}-byte logical / ${i.physicalSectorSize}-byte physical sectors`;
+      await writeStdout(`created ${file}: ${i.type}, ${humanSize(i.virtualSize)} virtual, ${humanSize(i.blockSize)} blocks, ${sectors}, file ${humanSize(i.fileSize)}\n`);
+    } finally {
+      await image.close();
+    }
   },
 };

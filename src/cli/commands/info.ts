@@ -27,7 +27,7 @@ export const info: Command = {
         ['virtual disk id', i.virtualDiskId],
         ['data write guid', i.dataWriteGuid],
         ['file write guid', i.fileWriteGuid],
-        ['log', `${i.logState} (${humanSize(i.logLength)} at offset ${i.logOffset})`],
+        ['log', `${i.logState} (${humanSize(i.logLength)} at file offset ${humanSize(i.logOffset)})`],
         ['header sequence', i.headerSequence],
         ['creator', i.creator || '(none)'],
       ];

@@ -7,7 +7,7 @@ export const map: Command = {
   name: 'map',
   summary: 'show where each range of the virtual disk lives',
   usage: 'vhdx map FILE [--json]',
-  examples: ['vhdx map disk.vhdx', 'vhdx map disk.vhdx --json'],
+  examples: ['vhdx map disk.vhdx', "vhdx map disk.vhdx --json | jq '.[] | select(.kind == \"data\")'"],
   options: { json: { type: 'boolean', description: 'machine-readable output' } },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
@@ -15,10 +15,11 @@ export const map: Command = {
     try {
       const extents = image.extents();
       if (values.json) return await printJson(extents);
-      const lines = [`${'offset'.padStart(16)} ${'length'.padStart(16)}  ${'kind'.padEnd(11)} ${'state'.padEnd(17)} file offset`];
+      // Offsets and lengths exactly, in hex; the size again in IEC units for reading at a glance.
+      const lines = [`${'offset'.padStart(16)} ${'length'.padStart(16)} ${'size'.padStart(10)}  ${'kind'.padEnd(11)} ${'state'.padEnd(17)} file offset`];
       for (const e of extents) {
         lines.push(
-          `${hex(e.offset)} ${hex(e.length)}  ${e.kind.padEnd(11)} ${e.state.padEnd(17)} ${e.fileOffset === undefined ? '-' : hex(e.fileOffset).trim()}`,
+          `${hex(e.offset)} ${hex(e.length)} ${humanSize(e.length).padStart(10)}  ${e.kind.padEnd(11)} ${e.state.padEnd(17)} ${e.fileOffset === undefined ? '-' : hex(e.fileOffset).trim()}`,
         );
       }
       const data = extents.filter((e) => e.kind === 'data').reduce((n, e) => n + e.length, 0);

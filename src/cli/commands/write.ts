@@ -1,19 +1,27 @@
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { openImage } from '../../node.js';
 import { toVhdxError } from '../../io/node-file.js';
-import { parseSize, usage } from '../args.js';
+import { humanSize, parseSize, usage } from '../args.js';
+import { PROGRESS_OPTION, progressBar } from '../progress.js';
+import { Interrupted, interruptible, interruptibleChunks } from '../interrupt.js';
 import type { Command } from '../command.js';
 
 export const write: Command = {
   name: 'write',
   summary: 'write bytes into the virtual disk (a repeated byte, or the contents of a file or stdin)',
-  usage: 'vhdx write FILE --offset N (--pattern BYTE --length N | --from FILE|-)',
-  examples: ['vhdx write disk.vhdx --offset 1M --pattern 0xab --length 64K', 'vhdx write disk.vhdx --offset 0 --from mbr.bin', 'head -c 4096 /dev/urandom | vhdx write disk.vhdx --offset 8K --from -'],
+  usage: 'vhdx write FILE --offset N (--pattern BYTE --length N | --from FILE|-) [-p|--no-progress]',
+  examples: [
+    'vhdx write disk.vhdx --offset 1M --pattern 0xab --length 64K',
+    'vhdx write disk.vhdx --offset 0 --from mbr.bin',
+    'head -c 4096 /dev/urandom | vhdx write disk.vhdx --offset 8K --from -',
+  ],
   options: {
     offset: { type: 'string', description: 'virtual byte offset (K, M, G, T suffixes)' },
     pattern: { type: 'string', description: 'byte value to repeat, 0-255 (decimal or 0x hex)' },
     length: { type: 'string', description: 'bytes to write with --pattern' },
     from: { type: 'string', description: 'file to copy in, or - for standard input' },
+    progress: PROGRESS_OPTION,
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
@@ -29,34 +37,58 @@ export const write: Command = {
       if (!(pattern >= 0 && pattern <= 255)) throw usage(`--pattern must be a byte value 0-255, not ${JSON.stringify(text)}`);
       if (values.length === undefined) throw usage('--pattern needs --length');
       length = parseSize(String(values.length), '--length');
+    } else if (values.length !== undefined) {
+      throw usage('--length goes with --pattern (--from writes the whole input)');
     }
+    const from = hasPattern ? '' : String(values.from);
+    // The amount to write, for the bar: unknown for standard input and other streams.
+    const total = hasPattern ? length : from === '-' ? undefined : await stat(from).then((s) => (s.isFile() ? s.size : undefined), () => undefined);
+
     const image = await openImage(file!, { readOnly: false });
+    const stop = interruptible();
+    const progress = await progressBar(values.progress as boolean | undefined, 'write');
+    let written = 0;
     try {
       if (hasPattern) {
         const chunk = new Uint8Array(Math.min(length, 8 * 1024 * 1024)).fill(pattern);
-        for (let done = 0; done < length; done += chunk.length) {
-          await image.write(offset + done, chunk.subarray(0, Math.min(chunk.length, length - done)));
+        while (written < length) {
+          stop.check();
+          const n = Math.min(chunk.length, length - written);
+          await image.write(offset + written, chunk.subarray(0, n));
+          written += n;
+          progress.update(written, total);
         }
       } else {
-        const from = String(values.from);
         const stream = from === '-' ? process.stdin : createReadStream(from);
-        let position = offset;
-        const pieces = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+        const pieces = interruptibleChunks(stream, stop);
         for (;;) {
-          let next: IteratorResult<Buffer>;
+          let next: IteratorResult<Uint8Array>;
           try {
             next = await pieces.next();
           } catch (error) {
-            throw toVhdxError(error, from);
+            throw error instanceof Interrupted ? error : toVhdxError(error, from);
           }
           if (next.done) break;
-          const piece = next.value;
-          await image.write(position, new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength));
-          position += piece.byteLength;
+          // A write already started finishes: the image only ever stops between writes.
+          await image.write(offset + written, next.value);
+          written += next.value.length;
+          progress.update(written, total);
+          stop.check();
         }
       }
+      stop.check();
+    } catch (error) {
+      if (error instanceof Interrupted) {
+        progress.stop();
+        await image.close(); // flushed: what was written so far is durable, the log empty
+        error.file = file;
+        error.message += `; ${humanSize(written)} (${written} bytes) written at offset ${offset} were kept, and the image was flushed and closed`;
+      }
+      throw error;
     } finally {
+      progress.stop();
       await image.close();
+      stop.dispose();
     }
   },
 };
