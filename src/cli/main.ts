@@ -15,6 +15,9 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
   { name: 'convert', summary: 'convert between VHDX and raw (either way, or VHDX to VHDX with a new shape)', load: async () => (await import('./commands/convert.js')).convert },
   { name: 'check', summary: 'check an image for corruption and leaked space; --repair fixes what it safely can', load: async () => (await import('./commands/check.js')).check },
   { name: 'compare', summary: 'compare the virtual disks of two images (raw or VHDX); exit 0 equal, 1 different', load: async () => (await import('./commands/compare.js')).compare },
+  { name: 'serve', summary: 'serve an image over NBD (Network Block Device) to real clients', load: async () => (await import('./commands/serve.js')).serve },
+  { name: 'commit', summary: 'merge a differencing image into its parent', load: async () => (await import('./commands/commit.js')).commit },
+  { name: 'rebase', summary: 'point a differencing image at a new parent', load: async () => (await import('./commands/rebase.js')).rebase },
   { name: 'demo', summary: 'create a sample image, write, flush, reopen, verify, show info and map', load: async () => (await import('./commands/demo.js')).demo },
 ];
 
