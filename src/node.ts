@@ -1,16 +1,127 @@
-/** Opening an image by path with the Node backend: the common case for programs and the CLI. */
+/**
+ * Opening an image by path with the Node backend: the common case for programs and the CLI. A
+ * differencing disk's parent chain is found through each parent locator and opened read-only.
+ */
+import { access, realpath, unlink } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { create, type CreateOptions } from './ops/create.js';
+import { VhdxError } from './format/errors.js';
 import { NodeFileBackend } from './io/node-file.js';
 import { VhdxImage } from './image/image.js';
 import type { OpenOptions } from './image/open.js';
 
-/** Opens `path` read-only unless `readOnly: false` is given (then it takes the write lock). */
-export async function openImage(path: string, options: OpenOptions = {}): Promise<VhdxImage> {
-  const readOnly = options.readOnly ?? true;
+/** The deepest chain `openImage` follows (child, parent, grandparent...). */
+export const MAX_CHAIN_DEPTH = 64;
+
+export interface OpenImageOptions extends Omit<OpenOptions, 'parent'> {
+  /**
+   * Differencing disks: the parent's path, instead of the one the locator gives (deeper parents are
+   * still found through their own locators); `false` opens the child alone (reads that need the parent
+   * then fail with PARENT_REQUIRED).
+   */
+  parentPath?: string | false;
+}
+
+/**
+ * Opens `path` read-only unless `readOnly: false` is given (then it takes the write lock). Parents are
+ * always opened read-only and are closed with the child.
+ */
+export async function openImage(path: string, options: OpenImageOptions = {}): Promise<VhdxImage> {
+  return openLayer(path, options, [], options.readOnly ?? true);
+}
+
+async function openLayer(path: string, options: OpenImageOptions, seen: string[], readOnly: boolean): Promise<VhdxImage> {
   const backend = await NodeFileBackend.open(path, { readOnly });
+  let image: VhdxImage;
   try {
-    return await VhdxImage.open(backend, { ...options, readOnly });
+    const { parentPath: _ignored, ...rest } = options;
+    image = await VhdxImage.open(backend, { ...rest, readOnly });
   } catch (error) {
     await backend.close();
     throw error;
+  }
+  try {
+    await attachParents(image, path, options, seen);
+    return image;
+  } catch (error) {
+    await image.close();
+    throw error;
+  }
+}
+
+/**
+ * For an image opened some other way (its own backend): finds, opens (read-only) and attaches the
+ * parent chain of a differencing disk, as `openImage` does. Does nothing for other images.
+ */
+export async function attachParents(image: VhdxImage, path: string, options: OpenImageOptions = {}, seen: string[] = []): Promise<void> {
+  if (image.type !== 'differencing' || options.parentPath === false || image.parent) return;
+  const real = await realpath(path);
+  const chain = [...seen, real];
+  if (chain.length > MAX_CHAIN_DEPTH) {
+    throw new VhdxError('PARENT_CHAIN', `the chain of parents is deeper than ${MAX_CHAIN_DEPTH} images`, { file: path });
+  }
+  const parentPath = options.parentPath ?? (await locateParent(path, image.parentLocator ?? {}));
+  const parentReal = await realpath(parentPath).catch(() => null);
+  if (parentReal === null) throw new VhdxError('NOT_FOUND', `parent ${parentPath} does not exist`, { file: path });
+  if (parentReal === real) throw new VhdxError('PARENT_CHAIN', `the parent locator points at the image itself (${parentPath})`, { file: path });
+  if (chain.includes(parentReal)) throw new VhdxError('PARENT_CHAIN', `the chain of parents loops back to ${parentPath}`, { file: path });
+  const { parentPath: _drop, ...deeper } = options;
+  const parent = await openLayer(parentPath, deeper, chain, true);
+  try {
+    image.attachParent(parent, { owned: true, ignoreParentLinkage: options.ignoreParentLinkage ?? false });
+  } catch (error) {
+    await parent.close();
+    throw error;
+  }
+}
+
+/**
+ * Where the locator says the parent is (format reference §6.3), tried in order: `relative_path`
+ * against the child's folder; then `absolute_win32_path` and `volume_path`. Windows separators become
+ * `/`. A POSIX absolute path (as this library writes on POSIX) is used as it is; a Windows drive-letter,
+ * UNC or volume-GUID path cannot exist here, so its file name is tried beside the child. The first
+ * candidate that exists wins; none existing is NOT_FOUND listing what was tried.
+ */
+export async function locateParent(childPath: string, entries: Record<string, string>): Promise<string> {
+  const folder = dirname(resolve(childPath));
+  const candidates: string[] = [];
+  const posix = (p: string): string => p.replace(/\\/g, '/');
+  if (entries.relative_path) candidates.push(resolve(folder, posix(entries.relative_path)));
+  for (const key of ['absolute_win32_path', 'volume_path']) {
+    const value = entries[key];
+    if (!value) continue;
+    const stripped = value.replace(/^\\\\\?\\/, '');
+    if (isAbsolute(stripped) && stripped.startsWith('/')) candidates.push(stripped);
+    else candidates.push(join(folder, basename(posix(stripped))));
+  }
+  if (candidates.length === 0) throw new VhdxError('BAD_PARENT_LOCATOR', 'the parent locator has no path to the parent', { file: childPath });
+  for (const candidate of candidates) {
+    if (await access(candidate).then(() => true, () => false)) return candidate;
+  }
+  throw new VhdxError('NOT_FOUND', `parent not found (tried ${[...new Set(candidates)].join(', ')}); give its path with --parent`, { file: childPath });
+}
+
+/**
+ * Creates a differencing disk at `childPath` whose parent is the image at `parentPath` (opened
+ * read-only, with its own chain, and never modified). The locator records the parent's DataWriteGuid,
+ * its path relative to the child (Windows separators, as Windows writes it) and its absolute path.
+ */
+export async function createChild(childPath: string, parentPath: string, options: Omit<CreateOptions, 'parent' | 'virtualSize'> = {}): Promise<void> {
+  const parent = await openImage(parentPath);
+  try {
+    const absolute = resolve(parentPath);
+    let relativePath = relative(dirname(resolve(childPath)), absolute).split(sep).join('\\');
+    if (!relativePath.startsWith('..')) relativePath = `.\\${relativePath}`;
+    const backend = await NodeFileBackend.open(childPath, { readOnly: false, create: true });
+    try {
+      await create(backend, { ...options, virtualSize: parent.virtualSize, parent: { image: parent, relativePath, absolutePath: absolute } });
+      await backend.close();
+    } catch (error) {
+      await backend.close();
+      await unlink(childPath).catch(() => undefined);
+      throw error;
+    }
+  } finally {
+    await parent.close();
   }
 }

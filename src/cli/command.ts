@@ -8,6 +8,8 @@ export interface OptionSpec {
 
 export interface CommandContext {
   positionals: string[];
+  /** How many of `positionals` are required, when the last ones are optional (default: all). */
+  requiredPositionals?: number;
   values: Record<string, string | boolean | (string | boolean)[] | undefined>;
 }
 
@@ -19,6 +21,8 @@ export interface Command {
   options: Record<string, OptionSpec>;
   /** Names of the required positional arguments, in order. */
   positionals: string[];
+  /** How many of `positionals` are required, when the last ones are optional (default: all). */
+  requiredPositionals?: number;
   /** Exit status for a VhdxError thrown by `run` (default 1; usage errors always exit 2). */
   errorStatus?: number;
   /** Resolves to the exit status (0 when nothing is returned); failures throw a VhdxError. */

@@ -82,8 +82,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(commandHelp(command) + '\n');
       return 0;
     }
-    if (parsed.positionals.length < command.positionals.length) {
-      const missing = command.positionals.slice(parsed.positionals.length).join(' ');
+    if (parsed.positionals.length < (command.requiredPositionals ?? command.positionals.length)) {
+      const missing = command.positionals.slice(parsed.positionals.length, command.requiredPositionals ?? command.positionals.length).join(' ');
       throw new VhdxError('INVALID_ARGUMENT', `${command.name}: missing ${missing} (usage: ${command.usage})`);
     }
     if (parsed.positionals.length > command.positionals.length) {

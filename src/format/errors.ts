@@ -17,6 +17,8 @@ export type VhdxErrorCode =
   | 'OVERLAP' // two structures share bytes
   | 'OUT_OF_RANGE' // a request outside the virtual disk
   | 'PARENT_REQUIRED' // a read needs the parent of a differencing disk, which is not attached
+  | 'PARENT_MISMATCH' // the parent found is not the one the child was made from (linkage, size or sector size)
+  | 'PARENT_CHAIN' // the chain of parents loops back on itself or is deeper than the limit
   | 'READ_ONLY' // a write was attempted on an image opened read-only
   | 'LOCKED' // the image is already open for writing (this process or another)
   | 'INVALID_ARGUMENT' // a caller-supplied value is not acceptable

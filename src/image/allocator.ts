@@ -34,19 +34,19 @@ export class BlockAllocator {
     this.end = alignUp(Math.max(cursor, MiB));
   }
 
-  /** File offset for a new block: the first free gap that holds it, else the end of the allocated area. */
-  allocate(): number {
+  /** File offset for a new block (or `length` bytes, a MiB multiple): the first free gap that holds it, else the end of the allocated area. */
+  allocate(length = this.blockSize): number {
     for (let i = 0; i < this.free.length; i++) {
       const span = this.free[i]!;
-      if (span.end - span.start >= this.blockSize) {
+      if (span.end - span.start >= length) {
         const offset = span.start;
-        span.start += this.blockSize;
+        span.start += length;
         if (span.start >= span.end) this.free.splice(i, 1);
         return offset;
       }
     }
     const offset = this.end;
-    this.end += this.blockSize;
+    this.end += length;
     return offset;
   }
 
@@ -56,9 +56,9 @@ export class BlockAllocator {
     return span ? span.start : null;
   }
 
-  /** Gives back a block whose allocation never became visible (its write failed). */
-  unallocate(offset: number): void {
-    this.addFree(this.free, offset, offset + this.blockSize);
+  /** Gives back space whose allocation never became visible (its write failed). */
+  unallocate(offset: number, length = this.blockSize): void {
+    this.addFree(this.free, offset, offset + length);
   }
 
   /** Space of a block whose BAT entry no longer points at it; reusable after the next durable flush. */

@@ -57,6 +57,8 @@ export interface Extent {
   state: string;
   /** File offset of the first byte, for `data` extents. */
   fileOffset?: number;
+  /** From `resolvedExtents`: which image of the chain serves the run (0 this one, 1 its parent...). */
+  layer?: number;
 }
 
 export class VhdxImage {
@@ -71,15 +73,50 @@ export class VhdxImage {
     protected readonly layout: OpenedLayout,
     readOnly: boolean,
     sparse: boolean,
+    private attached: VhdxImage | null,
   ) {
     this.readOnly = readOnly;
-    this.writer = readOnly ? null : new ImageWriter(backend, layout, { sparse });
+    this.writer = readOnly ? null : new ImageWriter(backend, layout, { sparse, readVirtual: (target, offset) => this.readInto(target, offset) });
   }
 
   static async open(backend: Backend, options: OpenOptions = {}): Promise<VhdxImage> {
     const readOnly = options.readOnly ?? backend.readOnly;
     const layout = await openLayout(backend, { ...options, readOnly });
-    return new VhdxImage(backend, layout, readOnly, options.sparse ?? false);
+    const parent = options.parent ?? null;
+    if (parent) checkParent(backend.name, layout, parent, options.ignoreParentLinkage ?? false);
+    return new VhdxImage(backend, layout, readOnly, options.sparse ?? false, parent);
+  }
+
+  /** The parent of a differencing disk, when attached (its own parent is `parent.parent`). */
+  get parent(): VhdxImage | null {
+    return this.attached;
+  }
+
+  /**
+   * Attaches the parent of a differencing disk after opening (what `openImage` does once it has found
+   * it through the locator). Checks it as `OpenOptions.parent` does. With `owned`, closing this image
+   * closes the parent too.
+   */
+  attachParent(parent: VhdxImage, options: { ignoreParentLinkage?: boolean; owned?: boolean } = {}): void {
+    if (this.attached) throw new VhdxError('INVALID_ARGUMENT', 'a parent is already attached', { file: this.backend.name });
+    checkParent(this.backend.name, this.layout, parent, options.ignoreParentLinkage ?? false);
+    this.attached = parent;
+    this.ownsParent = options.owned ?? false;
+  }
+
+  private ownsParent = false;
+
+  /** The parent locator's entries (differencing disks), or null. */
+  get parentLocator(): Record<string, string> | null {
+    const locator = this.layout.metadata.parentLocator;
+    return locator ? Object.fromEntries(locator.entries.map((e) => [e.key, e.value])) : null;
+  }
+
+  /** This image, its parent, its parent's parent... as far as they are attached. */
+  chain(): VhdxImage[] {
+    const out: VhdxImage[] = [];
+    for (let image: VhdxImage | null = this; image; image = image.parent) out.push(image);
+    return out;
   }
 
   get virtualSize(): number {
@@ -147,7 +184,7 @@ export class VhdxImage {
     switch (state) {
       case PAYLOAD_BLOCK_FULLY_PRESENT:
         return { kind: 'data', state, fileOffset: this.layout.bat.blockOffset(block) };
-      case PAYLOAD_BLOCK_PARTIALLY_PRESENT:
+      case PAYLOAD_BLOCK_PARTIALLY_PRESENT: // per sector, from the bitmap (see extents)
         return { kind: 'parent', state, fileOffset: this.layout.bat.blockOffset(block) };
       case PAYLOAD_BLOCK_ZERO:
         return { kind: 'zero', state, fileOffset: 0 };
@@ -173,21 +210,63 @@ export class VhdxImage {
       const inBlock = position - block * blockSize;
       const run = Math.min(blockSize - inBlock, end - position);
       const c = this.classify(block);
-      const fileOffset = c.kind === 'data' ? c.fileOffset + inBlock : undefined;
-      const last = out[out.length - 1];
-      if (
-        last &&
-        last.kind === c.kind &&
-        last.state === PAYLOAD_STATE_NAMES[c.state] &&
-        (c.kind !== 'data' || last.fileOffset! + last.length === fileOffset)
-      ) {
-        last.length += run;
+      if (c.state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+        // Runs of sectors: bit set -> this file, clear -> the parent (§7.6 step 4).
+        for (const r of this.bitmapRuns(block, inBlock, run)) {
+          push(out, r.present ? 'data' : 'parent', c.state, position + r.start - inBlock, r.length, r.present ? c.fileOffset + r.start : undefined);
+        }
       } else {
-        const extent: Extent = { offset: position, length: run, kind: c.kind, state: PAYLOAD_STATE_NAMES[c.state]! };
-        if (fileOffset !== undefined) extent.fileOffset = fileOffset;
-        out.push(extent);
+        push(out, c.kind, c.state, position, run, c.kind === 'data' ? c.fileOffset + inBlock : undefined);
       }
       position += run;
+    }
+    return out;
+  }
+
+  /**
+   * Runs of equal presence in the sector bitmap for [inBlock, inBlock + length) of a partially present
+   * block: `start` is relative to the block. Offsets inside a sector belong to that sector.
+   */
+  private *bitmapRuns(block: number, inBlock: number, length: number): Generator<{ start: number; length: number; present: boolean }> {
+    const { chunkRatio } = this.layout.geometry;
+    const sector = this.logicalSectorSize;
+    const bitmap = this.layout.sectorBitmaps.get(Math.floor(block / chunkRatio));
+    if (!bitmap) throw new VhdxError('BAD_BAT', `block ${block} is partially present but its sector bitmap is not`, { file: this.backend.name });
+    const firstBit = (block % chunkRatio) * (this.blockSize / sector);
+    const end = inBlock + length;
+    let start = inBlock;
+    let present = bitSet(bitmap, firstBit + Math.floor(inBlock / sector));
+    let s = Math.floor(inBlock / sector) + 1;
+    while (s * sector < end) {
+      const bit = firstBit + s;
+      // Whole bytes of equal bits at once.
+      if ((bit & 7) === 0 && (s + 8) * sector <= end && bitmap[bit >> 3] === (present ? 0xff : 0)) {
+        s += 8;
+        continue;
+      }
+      const here = bitSet(bitmap, bit);
+      if (here !== present) {
+        yield { start, length: s * sector - start, present };
+        start = s * sector;
+        present = here;
+      }
+      s++;
+    }
+    yield { start, length: end - start, present };
+  }
+
+  /**
+   * Like `extents`, but runs served by the parent are replaced by the parent's own (resolved) extents,
+   * each tagged with the `layer` that serves it; a `parent` run remains only where no parent is attached.
+   */
+  resolvedExtents(offset = 0, length = this.virtualSize - offset, layer = 0): Extent[] {
+    const out: Extent[] = [];
+    for (const e of this.extents(offset, length)) {
+      if (e.kind === 'parent' && this.attached) {
+        for (const p of this.attached.resolvedExtents(e.offset, e.length, layer + 1)) out.push(p);
+      } else {
+        out.push({ ...e, layer });
+      }
     }
     return out;
   }
@@ -212,7 +291,8 @@ export class VhdxImage {
         piece.fill(0, got);
         this.layout.overlay?.patch(piece, extent.fileOffset!);
       } else if (extent.kind === 'parent') {
-        throw new VhdxError('PARENT_REQUIRED', `reading virtual offset ${extent.offset} needs the parent disk, which is not attached`, { file: this.backend.name });
+        if (!this.parent) throw new VhdxError('PARENT_REQUIRED', `reading virtual offset ${extent.offset} needs the parent disk, which is not attached`, { file: this.backend.name });
+        await this.parent.readInto(piece, extent.offset);
       } else {
         piece.fill(0);
       }
@@ -266,6 +346,7 @@ export class VhdxImage {
     } finally {
       this.closed = true;
       await this.backend.close();
+      if (this.ownsParent) await this.attached?.close();
     }
   }
 
@@ -296,5 +377,40 @@ export class VhdxImage {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
       throw new VhdxError('OUT_OF_RANGE', `range [${offset}, ${offset + length}) is outside the ${this.virtualSize}-byte virtual disk`, { file: this.backend.name });
     }
+  }
+}
+
+function bitSet(bitmap: Uint8Array, bit: number): boolean {
+  return (bitmap[bit >> 3]! & (1 << (bit & 7))) !== 0;
+}
+
+/** Appends a run to `out`, merging with the last one when kind, state and (for data) file position continue it. */
+function push(out: Extent[], kind: ExtentKind, state: number, offset: number, length: number, fileOffset: number | undefined): void {
+  const last = out[out.length - 1];
+  const name = PAYLOAD_STATE_NAMES[state]!;
+  if (last && last.kind === kind && last.state === name && (kind !== 'data' || last.fileOffset! + last.length === fileOffset)) {
+    last.length += length;
+    return;
+  }
+  const extent: Extent = { offset, length, kind, state: name };
+  if (fileOffset !== undefined) extent.fileOffset = fileOffset;
+  out.push(extent);
+}
+
+/** §6.3 steps 5-6: the parent must be the one the child was made from. */
+function checkParent(file: string, layout: OpenedLayout, parent: VhdxImage, ignoreLinkage: boolean): void {
+  const m = layout.metadata;
+  const mismatch = (message: string): VhdxError => new VhdxError('PARENT_MISMATCH', message, { file });
+  if (!m.hasParent || !m.parentLocator) throw new VhdxError('INVALID_ARGUMENT', 'a parent was given but the image is not a differencing disk', { file });
+  if (parent.logicalSectorSize !== m.logicalSectorSize) {
+    throw mismatch(`parent ${parent.backend.name} has ${parent.logicalSectorSize}-byte logical sectors, the child ${m.logicalSectorSize}`);
+  }
+  if (parent.virtualSize !== m.virtualDiskSize) throw mismatch(`parent ${parent.backend.name} is ${parent.virtualSize} bytes, the child ${m.virtualDiskSize}`);
+  if (ignoreLinkage) return;
+  const entries = new Map(m.parentLocator.entries.map((e) => [e.key, e.value]));
+  const actual = parent.info().dataWriteGuid.toLowerCase();
+  const accepted = ['parent_linkage', 'parent_linkage2'].map((k) => entries.get(k)?.replace(/[{}]/g, '').toLowerCase()).filter((v) => v !== undefined);
+  if (!accepted.includes(actual)) {
+    throw mismatch(`parent ${parent.backend.name} has changed since this disk was made from it (its DataWriteGuid is {${actual}}, the child expects ${entries.get('parent_linkage') ?? 'none'})`);
   }
 }

@@ -5,7 +5,7 @@
  * region table, metadata and BAT, all read through the replayed view.
  */
 import { MiB, isMultipleOf } from '../format/bytes.js';
-import { batGeometry, BAT_ENTRY_SIZE, type BatGeometry } from '../format/bat.js';
+import { batGeometry, BAT_ENTRY_SIZE, SB_BLOCK_PRESENT, type BatGeometry } from '../format/bat.js';
 import {
   ALIGNMENT,
   FILE_IDENTIFIER_OFFSET,
@@ -24,6 +24,7 @@ import {
   REGION_TABLE1_OFFSET,
   REGION_TABLE2_OFFSET,
   REGION_TABLE_SIZE,
+  SECTOR_BITMAP_BLOCK_SIZE,
 } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
 import { decodeFileIdentifier, FILE_IDENTIFIER_DECODED_SIZE } from '../format/file-identifier.js';
@@ -44,6 +45,7 @@ import { decodeRegionTable, type RegionEntry, type RegionTable } from '../format
 import { readFully, type Backend } from '../io/backend.js';
 import { BatTable, findOverlap, type BatProblem, type Range } from './bat-table.js';
 import { chooseHeader, HeaderWriter, readHeaderCopies } from './headers.js';
+import type { VhdxImage } from './image.js';
 import { applySequence, findActiveSequence, LogOverlay, validateSequenceTargets, type ActiveSequence } from './log-replay.js';
 
 /** What happened to the log at open. */
@@ -68,6 +70,16 @@ export interface OpenOptions {
    * file becomes sparse, which Hyper-V refuses. Space reused inside the file is always zero-filled.
    */
   sparse?: boolean;
+  /**
+   * Differencing disks: the parent image (opened by the caller, read-only). Reads of sectors the child
+   * does not hold go to it. Without one, such reads fail with PARENT_REQUIRED.
+   */
+  parent?: VhdxImage;
+  /**
+   * Accept a parent whose DataWriteGuid matches neither parent_linkage nor parent_linkage2 (it was
+   * changed after the child was made, so the chain may read garbage). For forensic use only.
+   */
+  ignoreParentLinkage?: boolean;
 }
 
 /** Internal: the layout-level open used by check and repair. */
@@ -111,6 +123,8 @@ export interface OpenedLayout {
   warnings: string[];
   /** Bad BAT entries, when opened with `collectBatProblems` (otherwise the open throws at the first). */
   batProblems: BatProblem[];
+  /** Differencing disks: the sector bitmap block of each chunk whose SB entry is present (§7.7). */
+  sectorBitmaps: Map<number, Uint8Array>;
 }
 
 export async function openLayout(backend: Backend, options: OpenLayoutOptions = {}): Promise<OpenedLayout> {
@@ -206,6 +220,17 @@ export async function openLayout(backend: Backend, options: OpenLayoutOptions = 
   const checked = options.collectBatProblems ? bat.inspect(batOptions) : { ...bat.validate(batOptions), problems: [] };
   warnings.push(...checked.warnings);
 
+  // Sector bitmaps (differencing only): whole 1 MiB blocks, read through the log overlay. Each lies
+  // inside the file and overlaps nothing (validated above), so their total is bounded by the file.
+  const sectorBitmaps = new Map<number, Uint8Array>();
+  if (metadata.hasParent) {
+    const bad = new Set(checked.problems.map((p) => p.chunk).filter((c) => c !== undefined));
+    for (let chunk = 0; chunk < geometry.sectorBitmapBlocks; chunk++) {
+      if (bad.has(chunk) || bat.sectorBitmapState(chunk) !== SB_BLOCK_PRESENT) continue;
+      sectorBitmaps.set(chunk, await readMeta(bat.sectorBitmapOffset(chunk), SECTOR_BITMAP_BLOCK_SIZE));
+    }
+  }
+
   return {
     creator,
     header: headerWriter.header,
@@ -222,6 +247,7 @@ export async function openLayout(backend: Backend, options: OpenLayoutOptions = 
     fileSize,
     warnings,
     batProblems: checked.problems,
+    sectorBitmaps,
   };
 }
 

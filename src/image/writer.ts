@@ -18,7 +18,11 @@ import {
   PAYLOAD_BLOCK_UNMAPPED,
   PAYLOAD_BLOCK_ZERO,
   encodeBatEntry,
+  isSectorBitmapEntryIndex,
+  PAYLOAD_BLOCK_NOT_PRESENT,
   payloadEntryIndex,
+  SB_BLOCK_PRESENT,
+  sectorBitmapEntryIndex,
 } from '../format/bat.js';
 import { LOG_SECTOR_SIZE } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
@@ -34,6 +38,8 @@ export class ImageWriter {
   private readonly allocator: BlockAllocator;
   private readonly log: LogWriter;
   private readonly dirtyBatSectors = new Set<number>();
+  /** Differencing disks: dirty 4 KiB sectors of sector bitmap blocks, as `chunk:sector` keys. */
+  private readonly dirtyBitmapSectors = new Map<string, { chunk: number; sector: number }>();
   private sessionGuidsInstalled: boolean;
   private dataSinceSync = false;
   private fileSize: number;
@@ -41,7 +47,7 @@ export class ImageWriter {
   constructor(
     private readonly backend: Backend,
     private readonly layout: OpenedLayout,
-    private readonly options: { sparse?: boolean } = {},
+    private readonly options: { sparse?: boolean; readVirtual?: (target: Uint8Array, offset: number) => Promise<void> } = {},
   ) {
     this.allocator = new BlockAllocator(layout.metadata.blockSize, layout.used);
     this.log = new LogWriter(backend, layout.headerWriter, layout.header.logOffset, layout.header.logLength);
@@ -118,6 +124,95 @@ export class ImageWriter {
     this.markBatDirty(block);
   }
 
+  private get differencing(): boolean {
+    return this.layout.metadata.hasParent;
+  }
+
+  /**
+   * Copy-on-write at sector granularity (§7.8, differencing): the write is widened to whole logical
+   * sectors (edges read through the image, so from the parent where the child has nothing), written
+   * into the block (allocated on first use, zeros elsewhere, PARTIALLY_PRESENT), and the sectors'
+   * bits set in the chunk's sector bitmap (allocated on first use). Bitmap and BAT change in memory;
+   * `flush` logs them after syncing the data, so a bit never becomes durable before its sector.
+   */
+  private async writeSectors(block: number, inBlock: number, data: Uint8Array): Promise<void> {
+    const { blockSize, logicalSectorSize: sector } = this.layout.metadata;
+    const { bat } = this.layout;
+    const start = Math.floor(inBlock / sector) * sector;
+    const end = Math.ceil((inBlock + data.length) / sector) * sector;
+    let buffer = data;
+    if (start !== inBlock || end !== inBlock + data.length) {
+      if (!this.options.readVirtual) throw new VhdxError('UNSUPPORTED', 'unaligned copy-on-write needs reads through the image', { file: this.backend.name });
+      buffer = new Uint8Array(end - start);
+      const base = block * blockSize;
+      if (start !== inBlock) await this.options.readVirtual(buffer.subarray(0, sector), base + start);
+      if (end !== inBlock + data.length && (end - sector > start || start === inBlock)) await this.options.readVirtual(buffer.subarray(end - start - sector), base + end - sector);
+      buffer.set(data, inBlock - start);
+    }
+    const chunk = Math.floor(block / this.layout.geometry.chunkRatio);
+    const bitmap = await this.ensureSectorBitmap(chunk);
+    const firstBit = (block % this.layout.geometry.chunkRatio) * (blockSize / sector);
+    if (bat.blockState(block) === PAYLOAD_BLOCK_NOT_PRESENT) {
+      const offset = this.allocator.allocate();
+      try {
+        const whole = new Uint8Array(Math.min(blockSize, ZERO_CHUNK.length));
+        if (blockSize <= ZERO_CHUNK.length) {
+          whole.set(buffer, start);
+          await this.writeAt(whole, offset);
+        } else {
+          await this.writeZerosAt(offset, start);
+          await this.writeAt(buffer, offset + start);
+          await this.writeZerosAt(offset + end, blockSize - end);
+        }
+      } catch (error) {
+        this.allocator.unallocate(offset);
+        throw error;
+      }
+      // Bits a previous owner of this block left behind must not expose garbage.
+      this.setBits(chunk, bitmap, firstBit, blockSize / sector, false);
+      bat.setBlock(block, PAYLOAD_BLOCK_PARTIALLY_PRESENT, offset);
+      this.markBatDirty(block);
+    } else {
+      await this.writeAt(buffer, bat.blockOffset(block) + start);
+    }
+    this.setBits(chunk, bitmap, firstBit + start / sector, (end - start) / sector, true);
+  }
+
+  /** The chunk's sector bitmap, allocating a zeroed 1 MiB block (data, then its SB entry) on first use. */
+  private async ensureSectorBitmap(chunk: number): Promise<Uint8Array> {
+    const existing = this.layout.sectorBitmaps.get(chunk);
+    if (existing) return existing;
+    const offset = this.allocator.allocate(MiB);
+    try {
+      await this.writeZerosAt(offset, MiB);
+    } catch (error) {
+      this.allocator.unallocate(offset, MiB);
+      throw error;
+    }
+    const bitmap = new Uint8Array(MiB);
+    this.layout.sectorBitmaps.set(chunk, bitmap);
+    const index = sectorBitmapEntryIndex(chunk, this.layout.geometry.chunkRatio);
+    encodeBatEntry(this.layout.bat.bytes, index, SB_BLOCK_PRESENT, offset);
+    this.markEntryDirty(index);
+    return bitmap;
+  }
+
+  private setBits(chunk: number, bitmap: Uint8Array, first: number, count: number, value: boolean): void {
+    for (let bit = first; bit < first + count; ) {
+      if ((bit & 7) === 0 && bit + 8 <= first + count) {
+        bitmap[bit >> 3] = value ? 0xff : 0;
+        bit += 8;
+      } else {
+        if (value) bitmap[bit >> 3]! |= 1 << (bit & 7);
+        else bitmap[bit >> 3]! &= ~(1 << (bit & 7));
+        bit++;
+      }
+    }
+    const firstSector = Math.floor(first / 8 / LOG_SECTOR_SIZE);
+    const lastSector = Math.floor((first + count - 1) / 8 / LOG_SECTOR_SIZE);
+    for (let sector = firstSector; sector <= lastSector; sector++) this.dirtyBitmapSectors.set(`${chunk}:${sector}`, { chunk, sector });
+  }
+
   /** Splits [offset, offset + length) into per-block pieces. */
   private *pieces(offset: number, length: number): Generator<{ block: number; inBlock: number; start: number; length: number }> {
     const { blockSize } = this.layout.metadata;
@@ -139,8 +234,10 @@ export class ImageWriter {
       const state = bat.blockState(p.block);
       if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
         await this.writeAt(piece, bat.blockOffset(p.block) + p.inBlock);
+      } else if (this.differencing && (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT || state === PAYLOAD_BLOCK_NOT_PRESENT)) {
+        await this.writeSectors(p.block, p.inBlock, piece);
       } else if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
-        throw new VhdxError('UNSUPPORTED', 'writing into a partially present block of a differencing disk is not supported yet', { file: this.backend.name });
+        throw new VhdxError('BAD_BAT', `block ${p.block} is partially present in a disk without a parent`, { file: this.backend.name });
       } else {
         await this.allocateBlock(p.block, p.inBlock, piece);
       }
@@ -157,6 +254,7 @@ export class ImageWriter {
     await this.beginChange();
     const { bat } = this.layout;
     const { blockSize, virtualDiskSize } = this.layout.metadata;
+    if (this.differencing) return this.zeroRangeDifferencing(offset, length);
     for (const p of this.pieces(offset, length)) {
       const state = bat.blockState(p.block);
       const present = state === PAYLOAD_BLOCK_FULLY_PRESENT;
@@ -173,20 +271,61 @@ export class ImageWriter {
     }
   }
 
+  /**
+   * Differencing (§7.8): zeros must hide the parent. Whole blocks go to ZERO (their space released);
+   * parts of a fully present block are zeroed in place; parts of a block that is not or partially
+   * present are written as zero sectors (copy-on-write); ZERO/UNMAPPED/UNDEFINED blocks already read zeros.
+   */
+  private async zeroRangeDifferencing(offset: number, length: number): Promise<void> {
+    const { bat } = this.layout;
+    const { blockSize, virtualDiskSize } = this.layout.metadata;
+    for (const p of this.pieces(offset, length)) {
+      const state = bat.blockState(p.block);
+      const present = state === PAYLOAD_BLOCK_FULLY_PRESENT || state === PAYLOAD_BLOCK_PARTIALLY_PRESENT;
+      const whole = p.inBlock === 0 && (p.length === blockSize || p.block * blockSize + p.length === virtualDiskSize);
+      if (whole) {
+        if (state === PAYLOAD_BLOCK_ZERO) continue;
+        if (present) this.allocator.release(bat.blockOffset(p.block));
+        bat.setBlock(p.block, PAYLOAD_BLOCK_ZERO, 0);
+        this.markBatDirty(p.block);
+      } else if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+        await this.writeZerosAt(bat.blockOffset(p.block) + p.inBlock, p.length);
+      } else if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT || state === PAYLOAD_BLOCK_NOT_PRESENT) {
+        await this.writeSectors(p.block, p.inBlock, new Uint8Array(p.length));
+      }
+    }
+  }
+
   /** Rule 2 then rule 3: sync the data, then log and apply every dirty BAT sector. */
   async flush(): Promise<void> {
-    if (!this.dataSinceSync && this.dirtyBatSectors.size === 0) return;
+    if (!this.dataSinceSync && this.dirtyBatSectors.size === 0 && this.dirtyBitmapSectors.size === 0) return;
     await this.backend.flush();
     this.dataSinceSync = false;
-    if (this.dirtyBatSectors.size > 0) {
-      const { bat, batRegion } = this.layout;
-      const sectors = [...this.dirtyBatSectors].sort((a, b) => a - b).map((s) => ({
-        fileOffset: batRegion.fileOffset + s * LOG_SECTOR_SIZE,
-        data: bat.bytes.slice(s * LOG_SECTOR_SIZE, (s + 1) * LOG_SECTOR_SIZE),
+    if (this.dirtyBatSectors.size > 0 || this.dirtyBitmapSectors.size > 0) {
+      const { bat, batRegion, geometry } = this.layout;
+      // Should the log need several entries, each applied before the next, they go in an order in
+      // which every prefix is a valid image: bitmap bits, then BAT sectors holding sector bitmap entries,
+      // then the rest (a payload entry never says PARTIALLY_PRESENT before its bitmap exists).
+      const bitmapSectors = [...this.dirtyBitmapSectors.values()].map(({ chunk, sector }) => ({
+        fileOffset: bat.sectorBitmapOffset(chunk) + sector * LOG_SECTOR_SIZE,
+        data: this.layout.sectorBitmaps.get(chunk)!.slice(sector * LOG_SECTOR_SIZE, (sector + 1) * LOG_SECTOR_SIZE),
       }));
+      const holdsSbEntry = (s: number): boolean => {
+        for (let i = (s * LOG_SECTOR_SIZE) / BAT_ENTRY_SIZE; i < ((s + 1) * LOG_SECTOR_SIZE) / BAT_ENTRY_SIZE; i++) {
+          if (isSectorBitmapEntryIndex(i, geometry.chunkRatio)) return true;
+        }
+        return false;
+      };
+      const batSectors = [...this.dirtyBatSectors]
+        .sort((a, b) => Number(holdsSbEntry(b)) - Number(holdsSbEntry(a)) || a - b)
+        .map((s) => ({
+          fileOffset: batRegion.fileOffset + s * LOG_SECTOR_SIZE,
+          data: bat.bytes.slice(s * LOG_SECTOR_SIZE, (s + 1) * LOG_SECTOR_SIZE),
+        }));
       const required = Math.max(this.fileSize, this.allocator.allocatedEnd);
-      await this.log.commit(sectors, this.fileSize, required);
+      await this.log.commit([...bitmapSectors, ...batSectors], this.fileSize, required);
       this.dirtyBatSectors.clear();
+      this.dirtyBitmapSectors.clear();
     }
     this.allocator.commitReleases();
   }

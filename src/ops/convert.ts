@@ -39,7 +39,7 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
     if ((await output.backend.size()) !== 0) await output.backend.truncate(0);
     await output.backend.truncate(total);
   }
-  for (const extent of image.extents()) {
+  for (const extent of image.resolvedExtents()) {
     const hasData = extent.kind === 'data' || extent.kind === 'parent';
     if (!hasData && output.kind === 'file') {
       done += extent.length;

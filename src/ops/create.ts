@@ -8,7 +8,11 @@ import { MiB } from '../format/bytes.js';
 import { encodeBatEntry, isSectorBitmapEntryIndex, PAYLOAD_BLOCK_FULLY_PRESENT } from '../format/bat.js';
 import { HEADER1_OFFSET, HEADER2_OFFSET, REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET, HEADER_SECTION_SIZE } from '../format/constants.js';
 import { encodeFileIdentifier } from '../format/file-identifier.js';
-import { randomGuid, ZERO_GUID, type Guid } from '../format/guid.js';
+import { guidFromString, randomGuid, ZERO_GUID, type Guid } from '../format/guid.js';
+import { VhdxError } from '../format/errors.js';
+import { encodeParentLocator } from '../format/parent-locator.js';
+import { PARENT_LOCATOR_TYPE_VHDX } from '../format/constants.js';
+import type { VhdxImage } from '../image/image.js';
 import { encodeHeader } from '../format/header.js';
 import type { Backend } from '../io/backend.js';
 import { encodeLayoutRegionTable, encodeMetadataRegion, planLayout, validateParameters, type ImageParameters, type Layout } from './layout.js';
@@ -29,6 +33,13 @@ export interface CreateOptions {
   sparse?: boolean;
   creator?: string;
   virtualDiskId?: Guid;
+  /**
+   * A differencing disk (§6.4): size, sector sizes and virtual disk ID come from `parent.image` (its
+   * options here are ignored), the locator records the parent's current DataWriteGuid and the paths.
+   * The parent is only read. `relativePath` is relative to the child's folder; both use the separator
+   * given (Windows tools expect `\`).
+   */
+  parent?: { image: VhdxImage; relativePath: string; absolutePath: string };
   onProgress?: (done: number, total: number) => void;
   /** Stops writing the zeros of a fixed image at the next chunk, rejecting with its reason. */
   signal?: AbortSignal;
@@ -51,7 +62,25 @@ export function resolveCreateOptions(options: CreateOptions): ImageParameters {
 
 /** Lays out a new image on an empty (or to be emptied) backend. */
 export async function create(backend: Backend, options: CreateOptions): Promise<Layout> {
-  const p = resolveCreateOptions(options);
+  const parent = options.parent;
+  if (parent && options.type === 'fixed') throw new VhdxError('INVALID_ARGUMENT', 'a differencing disk cannot be fixed');
+  const p = resolveCreateOptions(
+    parent
+      ? { ...options, virtualSize: parent.image.virtualSize, logicalSectorSize: parent.image.logicalSectorSize, physicalSectorSize: parent.image.physicalSectorSize, type: 'dynamic' }
+      : options,
+  );
+  if (parent) p.hasParent = true;
+  const locator = parent
+    ? encodeParentLocator({
+        locatorType: PARENT_LOCATOR_TYPE_VHDX,
+        entries: [
+          { key: 'parent_linkage', value: `{${parent.image.info().dataWriteGuid.toLowerCase()}}` },
+          { key: 'relative_path', value: parent.relativePath },
+          { key: 'absolute_win32_path', value: parent.absolutePath },
+        ],
+      })
+    : undefined;
+  const virtualDiskId = parent ? guidFromString(parent.image.info().virtualDiskId) : (options.virtualDiskId ?? randomGuid());
   const layout = planLayout(p);
   const { geometry } = layout;
   const fileEnd = layout.dataOffset + (p.fixed ? geometry.payloadBlocks * p.blockSize : 0);
@@ -67,7 +96,7 @@ export async function create(backend: Backend, options: CreateOptions): Promise<
   await backend.write(regionTable, REGION_TABLE2_OFFSET);
 
   await backend.write(new Uint8Array(layout.logLength), layout.logOffset);
-  await backend.write(encodeMetadataRegion(p, options.virtualDiskId ?? randomGuid(), layout.metadataLength), layout.metadataOffset);
+  await backend.write(encodeMetadataRegion(p, virtualDiskId, layout.metadataLength, locator), layout.metadataOffset);
 
   // BAT, a MiB at a time: fixed images point every payload entry at consecutive blocks.
   for (let start = 0; start < layout.batLength; start += MiB) {

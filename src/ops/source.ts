@@ -29,7 +29,7 @@ export function vhdxSource(image: VhdxImage): DiskSource {
     size: image.virtualSize,
     read: (target, offset) => image.readInto(target, offset),
     knownZero(offset, length) {
-      return image.extents(offset, length).every((e) => e.kind === 'zero' || e.kind === 'unallocated');
+      return image.resolvedExtents(offset, length).every((e) => e.kind === 'zero' || e.kind === 'unallocated');
     },
   };
 }

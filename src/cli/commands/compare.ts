@@ -1,4 +1,5 @@
 import { NodeFileBackend, toVhdxError } from '../../io/node-file.js';
+import { attachParents } from '../../node.js';
 import { VhdxImage } from '../../image/image.js';
 import { compareDisks } from '../../ops/compare.js';
 import { rawSource, vhdxSource, type DiskSource } from '../../ops/source.js';
@@ -21,6 +22,11 @@ async function openDisk(path: string): Promise<OpenedDisk> {
     await readFully(backend, magic, 0);
     if (hasSignature(magic, 0, 'vhdxfile')) {
       const image = await VhdxImage.open(backend, { readOnly: true });
+      // A differencing disk is compared as its chain reads.
+      await attachParents(image, path).catch(async (error: unknown) => {
+        await image.close();
+        throw error;
+      });
       return { source: vhdxSource(image), close: () => image.close() };
     }
     return { source: rawSource(backend, await backend.size()), close: () => backend.close() };

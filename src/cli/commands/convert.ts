@@ -1,6 +1,7 @@
 import { unlinkSync } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { NodeFileBackend } from '../../io/node-file.js';
+import { attachParents } from '../../node.js';
 import { VhdxImage } from '../../image/image.js';
 import { convertToRaw } from '../../ops/convert.js';
 import { convertToVhdx } from '../../ops/convert-to-vhdx.js';
@@ -66,6 +67,7 @@ export const convert: Command = {
         await readFully(inputBackend, magic, 0);
         if (hasSignature(magic, 0, 'vhdxfile')) {
           image = await VhdxImage.open(inputBackend, { readOnly: true });
+          await attachParents(image, input!); // a differencing disk is flattened with its chain
           source = vhdxSource(image);
         } else {
           source = rawSource(inputBackend, await inputBackend.size());

@@ -6,13 +6,29 @@ import type { Command } from '../command.js';
 export const info: Command = {
   name: 'info',
   summary: 'describe an image: type, sizes, identifiers, log state',
-  usage: 'vhdx info FILE [--json]',
-  examples: ['vhdx info disk.vhdx', 'vhdx info disk.vhdx --json | jq .virtualSize'],
-  options: { json: { type: 'boolean', description: 'machine-readable output' } },
+  usage: 'vhdx info FILE [--json] [--chain [--parent PATH]]',
+  examples: ['vhdx info disk.vhdx', 'vhdx info disk.vhdx --json | jq .virtualSize', 'vhdx info checkpoint.avhdx --chain   # the child and every parent'],
+  options: {
+    json: { type: 'boolean', description: 'machine-readable output' },
+    chain: { type: 'boolean', description: 'differencing disks: describe every image of the chain, child first' },
+    parent: { type: 'string', description: 'with --chain: the parent, instead of where the locator says' },
+  },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
-    const image = await openImage(file!, { readOnly: true });
+    // The file alone unless the chain is asked for: a missing parent does not stop `info`.
+    const parentPath = values.chain ? (values.parent === undefined ? undefined : String(values.parent)) : false;
+    const image = await openImage(file!, { readOnly: true, ...(parentPath === undefined ? {} : { parentPath }) });
     try {
+      if (values.chain) {
+        const chain = image.chain().map((layer) => ({ file: layer.backend.name, ...layer.info() }));
+        if (values.json) return await printJson(chain);
+        const lines = chain.map((l, depth) => {
+          const linkage = l.parentLocator ? `, parent_linkage ${l.parentLocator.parent_linkage}` : '';
+          return `${'  '.repeat(depth)}${depth === 0 ? '' : '└ '}${l.file}: ${l.type}, ${humanSize(l.virtualSize)}, ${humanSize(l.allocatedBytes)} allocated, DataWriteGuid {${l.dataWriteGuid.toLowerCase()}}${linkage}`;
+        });
+        await writeStdout(lines.join('\n') + '\n');
+        return;
+      }
       const i = image.info();
       if (values.json) return await printJson({ file, ...i });
       const rows: [string, string][] = [

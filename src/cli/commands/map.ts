@@ -6,24 +6,31 @@ import type { Command } from '../command.js';
 export const map: Command = {
   name: 'map',
   summary: 'show where each range of the virtual disk lives',
-  usage: 'vhdx map FILE [--json]',
+  usage: 'vhdx map FILE [--json] [--parent PATH]',
   examples: ['vhdx map disk.vhdx', "vhdx map disk.vhdx --json | jq '.[] | select(.kind == \"data\")'"],
-  options: { json: { type: 'boolean', description: 'machine-readable output' } },
+  options: {
+    json: { type: 'boolean', description: 'machine-readable output' },
+    parent: { type: 'string', description: 'differencing disks: the parent, instead of where the locator says' },
+  },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
-    const image = await openImage(file!, { readOnly: true });
+    const image = await openImage(file!, { readOnly: true, ...(values.parent === undefined ? {} : { parentPath: String(values.parent) }) });
     try {
-      const extents = image.extents();
-      if (values.json) return await printJson(extents);
+      // A differencing disk: which layer of the chain serves each run.
+      const chain = image.chain();
+      const extents = chain.length > 1 ? image.resolvedExtents() : image.extents();
+      if (values.json) return await printJson(extents.map((e) => (e.layer === undefined ? e : { ...e, file: chain[e.layer]!.backend.name })));
       // Offsets and lengths exactly, in hex; the size again in IEC units for reading at a glance.
-      const lines = [`${'offset'.padStart(16)} ${'length'.padStart(16)} ${'size'.padStart(10)}  ${'kind'.padEnd(11)} ${'state'.padEnd(17)} file offset`];
+      const layered = chain.length > 1;
+      const lines = [`${'offset'.padStart(16)} ${'length'.padStart(16)} ${'size'.padStart(10)}  ${'kind'.padEnd(11)} ${'state'.padEnd(17)} ${layered ? 'file offset'.padEnd(12) + ' layer' : 'file offset'}`];
       for (const e of extents) {
+        const at = e.fileOffset === undefined ? '-' : hex(e.fileOffset).trim();
         lines.push(
-          `${hex(e.offset)} ${hex(e.length)} ${humanSize(e.length).padStart(10)}  ${e.kind.padEnd(11)} ${e.state.padEnd(17)} ${e.fileOffset === undefined ? '-' : hex(e.fileOffset).trim()}`,
+          `${hex(e.offset)} ${hex(e.length)} ${humanSize(e.length).padStart(10)}  ${e.kind.padEnd(11)} ${e.state.padEnd(17)} ${layered ? `${at.padEnd(12)} ${e.layer}: ${chain[e.layer!]!.backend.name}` : at}`,
         );
       }
-      const data = extents.filter((e) => e.kind === 'data').reduce((n, e) => n + e.length, 0);
-      lines.push(`${extents.length} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in the file`);
+      const data = extents.filter((e) => e.kind === 'data' && (e.layer ?? 0) === 0).reduce((n, e) => n + e.length, 0);
+      lines.push(`${extents.length} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in ${file}${layered ? `, the rest from ${chain.length - 1} parent layer(s)` : ''}`);
       await writeStdout(lines.join('\n') + '\n');
     } finally {
       await image.close();
