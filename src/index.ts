@@ -16,4 +16,5 @@ export { compareDisks, type CompareOptions, type CompareResult } from './ops/com
 export { rawSource, vhdxSource, streamSource, type DiskSource } from './ops/source.js';
 export { check, type CheckReport, type CheckOptions, type Finding, type FindingCode, type Repair, type Severity } from './ops/check.js';
 export { buildImage, type BuildSpec } from './ops/build-image.js';
-export { openImage, attachParents, createChild, locateParent, MAX_CHAIN_DEPTH, type OpenImageOptions } from './node.js';
+export { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
+export { openImage, attachParents, commitImage, rebaseImage, createChild, locateParent, MAX_CHAIN_DEPTH, type OpenImageOptions } from './node.js';

@@ -5,6 +5,7 @@
 import { access, realpath, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { create, type CreateOptions } from './ops/create.js';
+import { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
 import { VhdxError } from './format/errors.js';
 import { NodeFileBackend } from './io/node-file.js';
 import { VhdxImage } from './image/image.js';
@@ -123,5 +124,71 @@ export async function createChild(childPath: string, parentPath: string, options
     }
   } finally {
     await parent.close();
+  }
+}
+
+/**
+ * `vhdx commit`: merges the differencing disk at `childPath` into its parent (both opened for writing;
+ * the parent's own parents read-only), then removes the child when `removeChild` is set. See
+ * `mergeIntoParent` for why a crash at any point is harmless.
+ */
+export async function commitImage(childPath: string, options: MergeOptions & { parentPath?: string; removeChild?: boolean } = {}): Promise<MergeResult & { parent: string }> {
+  const child = await openImage(childPath, { readOnly: false, parentPath: false });
+  let parentPath: string;
+  let result: MergeResult;
+  try {
+    if (child.type !== 'differencing') throw new VhdxError('INVALID_ARGUMENT', 'not a differencing disk: there is nothing to commit', { file: childPath });
+    parentPath = options.parentPath ?? (await locateParent(childPath, child.parentLocator ?? {}));
+    if ((await realpath(parentPath)) === (await realpath(childPath))) {
+      throw new VhdxError('PARENT_CHAIN', `the parent locator points at the image itself (${parentPath})`, { file: childPath });
+    }
+    const parent = await openImage(parentPath, { readOnly: false });
+    try {
+      child.attachParent(parent, { owned: true });
+    } catch (error) {
+      await parent.close();
+      throw error;
+    }
+    result = await mergeIntoParent(child, options);
+  } finally {
+    await child.close();
+  }
+  if (options.removeChild) await unlink(childPath);
+  return { ...result, parent: parentPath };
+}
+
+/**
+ * `vhdx rebase`: points the differencing disk at `childPath` at the parent `newParentPath` (for a
+ * parent that was moved, renamed or copied). The new parent must be the same disk: its DataWriteGuid
+ * must match the child's linkage, unless `force` (the caller vouches that it holds the same content;
+ * the linkage is then rewritten to it). Paths and linkage change through the child's log.
+ */
+export async function rebaseImage(childPath: string, newParentPath: string, options: { force?: boolean } = {}): Promise<void> {
+  const child = await openImage(childPath, { readOnly: false, parentPath: false });
+  try {
+    if (child.type !== 'differencing') throw new VhdxError('INVALID_ARGUMENT', 'not a differencing disk: it has no parent to change', { file: childPath });
+    if ((await realpath(newParentPath)) === (await realpath(childPath))) {
+      throw new VhdxError('PARENT_CHAIN', 'an image cannot be its own parent', { file: childPath });
+    }
+    const parent = await openImage(newParentPath);
+    try {
+      child.attachParent(parent, { ignoreParentLinkage: options.force ?? false }); // sizes, sectors, linkage
+      const absolute = resolve(newParentPath);
+      let relativePath = relative(dirname(resolve(childPath)), absolute).split(sep).join('\\');
+      if (!relativePath.startsWith('..')) relativePath = `.\\${relativePath}`;
+      const locator = child.parentLocator ?? {};
+      const linkage = options.force ? `{${parent.info().dataWriteGuid.toLowerCase()}}` : (locator.parent_linkage ?? '');
+      const kept = Object.entries(locator).filter(([k]) => !['relative_path', 'absolute_win32_path', 'volume_path', 'parent_linkage', ...(options.force ? ['parent_linkage2'] : [])].includes(k));
+      await child.setParentLocator([
+        { key: 'parent_linkage', value: linkage },
+        ...kept.map(([key, value]) => ({ key, value })),
+        { key: 'relative_path', value: relativePath },
+        { key: 'absolute_win32_path', value: absolute },
+      ]);
+    } finally {
+      await parent.close();
+    }
+  } finally {
+    await child.close();
   }
 }

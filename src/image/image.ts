@@ -11,7 +11,9 @@ import {
   PAYLOAD_STATE_NAMES,
 } from '../format/bat.js';
 import { VhdxError } from '../format/errors.js';
-import { guidToString } from '../format/guid.js';
+import { guidToString, type Guid } from '../format/guid.js';
+import { encodeParentLocator } from '../format/parent-locator.js';
+import { encodeMetadataRegion } from '../format/metadata-region.js';
 import { readFully, type Backend } from '../io/backend.js';
 import { openLayout, type LogState, type OpenedLayout, type OpenOptions } from './open.js';
 import { ImageWriter } from './writer.js';
@@ -163,8 +165,9 @@ export class VhdxImage {
       logicalSectorSize: metadata.logicalSectorSize,
       physicalSectorSize: metadata.physicalSectorSize,
       virtualDiskId: guidToString(metadata.virtualDiskId),
-      fileWriteGuid: guidToString(header.fileWriteGuid),
-      dataWriteGuid: guidToString(header.dataWriteGuid),
+      // The header as it is now (a session's first change installs new write GUIDs).
+      fileWriteGuid: guidToString(this.layout.headerWriter.header.fileWriteGuid),
+      dataWriteGuid: guidToString(this.layout.headerWriter.header.dataWriteGuid),
       logGuid: guidToString(this.layout.headerWriter.header.logGuid),
       logState: this.layout.logState,
       logOffset: header.logOffset,
@@ -348,6 +351,32 @@ export class VhdxImage {
       await this.backend.close();
       if (this.ownsParent) await this.attached?.close();
     }
+  }
+
+  /**
+   * Differencing disks: replaces the parent locator's key/value pairs (through the log, durable when
+   * this resolves). Used by merge (parent_linkage2) and rebase (paths and linkage).
+   */
+  async setParentLocator(entries: { key: string; value: string }[]): Promise<void> {
+    const m = this.layout.metadata;
+    if (!m.hasParent || !m.parentLocator) throw new VhdxError('INVALID_ARGUMENT', 'not a differencing disk', { file: this.backend.name });
+    const locator = { locatorType: m.parentLocator.locatorType, entries };
+    const region = encodeMetadataRegion(
+      { virtualSize: m.virtualDiskSize, blockSize: m.blockSize, logicalSectorSize: m.logicalSectorSize, physicalSectorSize: m.physicalSectorSize, fixed: false, hasParent: true },
+      m.virtualDiskId,
+      this.layout.metadataRegion.length,
+      encodeParentLocator(locator),
+    );
+    const current = new Uint8Array(region.length);
+    await readFully(this.backend, current, this.layout.metadataRegion.fileOffset);
+    await this.change(0, 0, (w) => w.rewriteMetadata(region, current));
+    m.parentLocator = locator;
+  }
+
+  /** See `ImageWriter.presetDataWriteGuid`: the DataWriteGuid the first change of this session installs. */
+  presetDataWriteGuid(guid: Guid): void {
+    if (!this.writer) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.backend.name });
+    this.writer.presetDataWriteGuid(guid);
   }
 
   /** Log entries this session has written (each is one flush's worth of BAT sectors, or a part of it). */

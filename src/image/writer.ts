@@ -26,7 +26,7 @@ import {
 } from '../format/bat.js';
 import { LOG_SECTOR_SIZE } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
-import { randomGuid } from '../format/guid.js';
+import { randomGuid, type Guid } from '../format/guid.js';
 import { readFully, type Backend } from '../io/backend.js';
 import { BlockAllocator } from './allocator.js';
 import { LogWriter } from './log-writer.js';
@@ -70,8 +70,36 @@ export class ImageWriter {
   /** Rule 1: one header update with fresh FileWriteGuid and DataWriteGuid before the first change. */
   private async beginChange(): Promise<void> {
     if (this.sessionGuidsInstalled) return;
-    await this.layout.headerWriter.update({ fileWriteGuid: randomGuid(), dataWriteGuid: randomGuid() });
+    await this.layout.headerWriter.update({ fileWriteGuid: randomGuid(), dataWriteGuid: this.nextDataWriteGuid ?? randomGuid() });
     this.sessionGuidsInstalled = true;
+  }
+
+  private nextDataWriteGuid: Guid | null = null;
+
+  /**
+   * The DataWriteGuid this session installs at its first change, instead of a random one: a merge
+   * records it in the child's parent_linkage2 first, so the child accepts the parent at every instant.
+   */
+  presetDataWriteGuid(guid: Guid): void {
+    if (this.sessionGuidsInstalled) throw new VhdxError('INVALID_ARGUMENT', 'this session already changed the image: its DataWriteGuid is set', { file: this.backend.name });
+    this.nextDataWriteGuid = guid;
+  }
+
+  /**
+   * Replaces the metadata region's bytes (e.g. a new parent locator): the 4 KiB sectors that differ
+   * are committed through the log, after any pending data and BAT changes.
+   */
+  async rewriteMetadata(region: Uint8Array, current: Uint8Array): Promise<void> {
+    await this.beginChange();
+    await this.flush();
+    const { metadataRegion } = this.layout;
+    const sectors: { fileOffset: number; data: Uint8Array }[] = [];
+    for (let at = 0; at < region.length; at += LOG_SECTOR_SIZE) {
+      const next = region.subarray(at, at + LOG_SECTOR_SIZE);
+      const old = current.subarray(at, at + LOG_SECTOR_SIZE);
+      if (next.some((b, i) => b !== old[i])) sectors.push({ fileOffset: metadataRegion.fileOffset + at, data: next.slice() });
+    }
+    await this.log.commit(sectors, this.fileSize, Math.max(this.fileSize, this.allocator.allocatedEnd));
   }
 
   private markBatDirty(block: number): void {

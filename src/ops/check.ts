@@ -34,7 +34,7 @@ import { randomGuid } from '../format/guid.js';
 import { decodeRegionTable } from '../format/region-table.js';
 import { readFully, type Backend } from '../io/backend.js';
 import type { BatProblem, BatProblemKind } from '../image/bat-table.js';
-import { chooseHeader, HEADER_OFFSETS, readHeaderCopies } from '../image/headers.js';
+import { HEADER_OFFSETS, readHeaderCopies } from '../image/headers.js';
 import { openLayout, type LogState, type OpenedLayout } from '../image/open.js';
 import { ImageWriter } from '../image/writer.js';
 

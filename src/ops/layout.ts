@@ -8,26 +8,11 @@ import { batGeometry, type BatGeometry } from '../format/bat.js';
 import {
   MAX_BLOCK_SIZE,
   MAX_VIRTUAL_DISK_SIZE,
-  METADATA_FILE_PARAMETERS,
-  METADATA_LOGICAL_SECTOR_SIZE,
-  METADATA_PARENT_LOCATOR,
-  METADATA_PHYSICAL_SECTOR_SIZE,
-  METADATA_VIRTUAL_DISK_ID,
-  METADATA_VIRTUAL_DISK_SIZE,
   MIN_BLOCK_SIZE,
   REGION_BAT,
   REGION_METADATA,
 } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
-import type { Guid } from '../format/guid.js';
-import {
-  encodeFileParameters,
-  encodeMetadataTable,
-  encodeU32,
-  encodeVirtualDiskSize,
-  METADATA_TABLE_SIZE,
-  type MetadataEntry,
-} from '../format/metadata.js';
 import { encodeRegionTable } from '../format/region-table.js';
 
 export interface ImageParameters {
@@ -89,28 +74,4 @@ export function encodeLayoutRegionTable(layout: Layout): Uint8Array {
   });
 }
 
-/**
- * The whole metadata region: table, then the items packed from 64 KiB in the order QEMU and DiscUtils
- * use (§5). IsVirtualDisk on every item but File Parameters and the parent locator; IsRequired on all.
- */
-export function encodeMetadataRegion(p: ImageParameters, virtualDiskId: Guid, length: number, parentLocator?: Uint8Array): Uint8Array {
-  const region = new Uint8Array(length);
-  const items: { id: Guid; data: Uint8Array; virtualDisk: boolean }[] = [
-    { id: METADATA_FILE_PARAMETERS, data: encodeFileParameters({ blockSize: p.blockSize, leaveBlockAllocated: p.fixed, hasParent: p.hasParent ?? false }), virtualDisk: false },
-    { id: METADATA_VIRTUAL_DISK_SIZE, data: encodeVirtualDiskSize(p.virtualSize), virtualDisk: true },
-    { id: METADATA_VIRTUAL_DISK_ID, data: virtualDiskId, virtualDisk: true },
-    { id: METADATA_LOGICAL_SECTOR_SIZE, data: encodeU32(p.logicalSectorSize), virtualDisk: true },
-    { id: METADATA_PHYSICAL_SECTOR_SIZE, data: encodeU32(p.physicalSectorSize), virtualDisk: true },
-  ];
-  if (parentLocator) items.push({ id: METADATA_PARENT_LOCATOR, data: parentLocator, virtualDisk: false });
-  const entries: MetadataEntry[] = [];
-  let offset = METADATA_TABLE_SIZE;
-  for (const item of items) {
-    if (offset + item.data.length > length) throw invalid('metadata items do not fit in the metadata region');
-    region.set(item.data, offset);
-    entries.push({ itemId: item.id, offset, length: item.data.length, isUser: false, isVirtualDisk: item.virtualDisk, isRequired: true });
-    offset += item.data.length;
-  }
-  region.set(encodeMetadataTable({ entries }), 0);
-  return region;
-}
+export { encodeMetadataRegion } from '../format/metadata-region.js';

@@ -1,14 +1,46 @@
-import { VhdxError } from '../../format/errors.js';
+import { commitImage } from '../../node.js';
+import { humanSize } from '../args.js';
+import { Interrupted, interruptible } from '../interrupt.js';
+import { printJson, writeStdout } from '../output.js';
+import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import type { Command } from '../command.js';
 
 export const commit: Command = {
   name: 'commit',
-  summary: 'not built yet',
-  usage: 'vhdx commit FILE',
-  examples: ['vhdx commit disk.vhdx'],
-  options: {},
-  positionals: ['FILE'],
-  async run() {
-    throw new VhdxError('UNSUPPORTED', 'commit is not built yet');
+  summary: 'merge a differencing image into its parent',
+  usage: 'vhdx commit CHILD [--parent PATH] [--remove] [--json] [-p|--no-progress]',
+  examples: [
+    'vhdx commit checkpoint.avhdx            # the parent now holds what the chain showed',
+    'vhdx commit checkpoint.avhdx --remove   # and the child is deleted',
+  ],
+  options: {
+    parent: { type: 'string', description: 'the parent, instead of where the locator says' },
+    remove: { type: 'boolean', description: 'delete CHILD once it is merged' },
+    json: { type: 'boolean', description: 'machine-readable result' },
+    progress: PROGRESS_OPTION,
+  },
+  positionals: ['CHILD'],
+  async run({ positionals: [child], values }) {
+    const stop = interruptible();
+    const progress = await progressBar(values.progress as boolean | undefined, 'commit');
+    let result;
+    try {
+      result = await commitImage(child!, {
+        ...(values.parent === undefined ? {} : { parentPath: String(values.parent) }),
+        removeChild: Boolean(values.remove),
+        signal: stop.signal,
+        onProgress: (d, t) => progress.update(d, t),
+      });
+    } catch (error) {
+      if (error instanceof Interrupted) error.message += '; the merge stopped at a safe point: run commit again to finish it';
+      throw error;
+    } finally {
+      progress.stop();
+      stop.dispose();
+    }
+    if (values.json) return await printJson({ child, ...result, removed: Boolean(values.remove) });
+    await writeStdout(
+      `merged ${child} into ${result.parent}: ${humanSize(result.copied)} copied, ${humanSize(result.zeroed)} zeroed${values.remove ? `; ${child} removed` : ''}\n`,
+    );
   },
 };

@@ -1,14 +1,26 @@
-import { VhdxError } from '../../format/errors.js';
+import { rebaseImage } from '../../node.js';
+import { writeStdout } from '../output.js';
 import type { Command } from '../command.js';
 
 export const rebase: Command = {
   name: 'rebase',
-  summary: 'not built yet',
-  usage: 'vhdx rebase FILE',
-  examples: ['vhdx rebase disk.vhdx'],
-  options: {},
-  positionals: ['FILE'],
-  async run() {
-    throw new VhdxError('UNSUPPORTED', 'rebase is not built yet');
+  summary: 'point a differencing image at a new parent (moved, renamed or copied)',
+  usage: 'vhdx rebase CHILD --parent NEW [--force]',
+  examples: [
+    'vhdx rebase checkpoint.avhdx --parent /mnt/new/base.vhdx',
+    'vhdx rebase checkpoint.avhdx --parent restored.vhdx --force   # you vouch it is the same disk',
+  ],
+  options: {
+    parent: { type: 'string', description: 'the new parent (required)' },
+    force: { type: 'boolean', description: 'accept a parent whose DataWriteGuid does not match (rewrites the linkage)' },
+  },
+  positionals: ['CHILD'],
+  async run({ positionals: [child], values }) {
+    if (values.parent === undefined) {
+      const { usage } = await import('../args.js');
+      throw usage('rebase needs --parent NEW');
+    }
+    await rebaseImage(child!, String(values.parent), { force: Boolean(values.force) });
+    await writeStdout(`${child} now points at ${String(values.parent)}\n`);
   },
 };
