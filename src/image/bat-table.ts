@@ -115,6 +115,10 @@ export class BatTable {
         problem('illegal-state', `BAT entry ${index} (block ${block}) is partially present in a disk without a parent`, index, { block });
         continue;
       }
+      if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT && this.sectorBitmapState(Math.floor(block / chunkRatio)) !== SB_BLOCK_PRESENT) {
+        problem('illegal-state', `BAT entry ${index} (block ${block}) is partially present but its chunk's sector bitmap is not`, index, { block });
+        continue;
+      }
       if (state !== PAYLOAD_BLOCK_FULLY_PRESENT && state !== PAYLOAD_BLOCK_PARTIALLY_PRESENT) continue;
       const offset = this.entryOffset(index);
       if (offset < MiB) {
