@@ -139,7 +139,7 @@ export async function commitImage(childPath: string, options: MergeOptions & { p
   try {
     if (child.type !== 'differencing') throw new VhdxError('INVALID_ARGUMENT', 'not a differencing disk: there is nothing to commit', { file: childPath });
     parentPath = options.parentPath ?? (await locateParent(childPath, child.parentLocator ?? {}));
-    if ((await realpath(parentPath)) === (await realpath(childPath))) {
+    if ((await existingRealpath(parentPath, childPath)) === (await realpath(childPath))) {
       throw new VhdxError('PARENT_CHAIN', `the parent locator points at the image itself (${parentPath})`, { file: childPath });
     }
     const parent = await openImage(parentPath, { readOnly: false });
@@ -167,7 +167,7 @@ export async function rebaseImage(childPath: string, newParentPath: string, opti
   const child = await openImage(childPath, { readOnly: false, parentPath: false });
   try {
     if (child.type !== 'differencing') throw new VhdxError('INVALID_ARGUMENT', 'not a differencing disk: it has no parent to change', { file: childPath });
-    if ((await realpath(newParentPath)) === (await realpath(childPath))) {
+    if ((await existingRealpath(newParentPath, childPath)) === (await realpath(childPath))) {
       throw new VhdxError('PARENT_CHAIN', 'an image cannot be its own parent', { file: childPath });
     }
     const parent = await openImage(newParentPath);
@@ -191,4 +191,11 @@ export async function rebaseImage(childPath: string, newParentPath: string, opti
   } finally {
     await child.close();
   }
+}
+
+/** The real path of a parent named by the user or a locator; NOT_FOUND (naming the child) when it does not exist. */
+async function existingRealpath(parentPath: string, childPath: string): Promise<string> {
+  const real = await realpath(parentPath).catch(() => null);
+  if (real === null) throw new VhdxError('NOT_FOUND', `parent ${parentPath} does not exist`, { file: childPath });
+  return real;
 }

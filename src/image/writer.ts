@@ -300,23 +300,18 @@ export class ImageWriter {
   }
 
   /**
-   * Differencing (§7.8): zeros must hide the parent. Whole blocks go to ZERO (their space released);
-   * parts of a fully present block are zeroed in place; parts of a block that is not or partially
-   * present are written as zero sectors (copy-on-write); ZERO/UNMAPPED/UNDEFINED blocks already read zeros.
+   * Differencing (§7.8): zeros must hide the parent. Parts of a fully present block are zeroed in
+   * place; parts of a block that is not or partially present are written as zero sectors
+   * (copy-on-write); ZERO/UNMAPPED/UNDEFINED blocks already read zeros. Whole blocks are zeroed the
+   * same way rather than set to ZERO: the format says a ZERO block hides the parent, but libvhdi reads
+   * a differencing disk's ZERO blocks from the parent, so an explicit zero block is the form every
+   * reader agrees on (it costs the block's space).
    */
   private async zeroRangeDifferencing(offset: number, length: number): Promise<void> {
     const { bat } = this.layout;
-    const { blockSize, virtualDiskSize } = this.layout.metadata;
     for (const p of this.pieces(offset, length)) {
       const state = bat.blockState(p.block);
-      const present = state === PAYLOAD_BLOCK_FULLY_PRESENT || state === PAYLOAD_BLOCK_PARTIALLY_PRESENT;
-      const whole = p.inBlock === 0 && (p.length === blockSize || p.block * blockSize + p.length === virtualDiskSize);
-      if (whole) {
-        if (state === PAYLOAD_BLOCK_ZERO) continue;
-        if (present) this.allocator.release(bat.blockOffset(p.block));
-        bat.setBlock(p.block, PAYLOAD_BLOCK_ZERO, 0);
-        this.markBatDirty(p.block);
-      } else if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+      if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
         await this.writeZerosAt(bat.blockOffset(p.block) + p.inBlock, p.length);
       } else if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT || state === PAYLOAD_BLOCK_NOT_PRESENT) {
         await this.writeSectors(p.block, p.inBlock, new Uint8Array(p.length));
