@@ -18,3 +18,4 @@ export { check, type CheckReport, type CheckOptions, type Finding, type FindingC
 export { buildImage, type BuildSpec } from './ops/build-image.js';
 export { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
 export { openImage, attachParents, commitImage, rebaseImage, createChild, locateParent, MAX_CHAIN_DEPTH, type OpenImageOptions } from './node.js';
+export { serveNbd, type NbdServer, type NbdServeOptions, type NbdServerStats } from './nbd/server.js';

@@ -4,7 +4,7 @@
  */
 import { access, realpath, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { create, type CreateOptions } from './ops/create.js';
+import { create, resolveCreateOptions, type CreateOptions } from './ops/create.js';
 import { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
 import { VhdxError } from './format/errors.js';
 import { NodeFileBackend } from './io/node-file.js';
@@ -108,11 +108,14 @@ export async function locateParent(childPath: string, entries: Record<string, st
  * its path relative to the child (Windows separators, as Windows writes it) and its absolute path.
  */
 export async function createChild(childPath: string, parentPath: string, options: Omit<CreateOptions, 'parent' | 'virtualSize'> = {}): Promise<void> {
+  // Everything that can be refused is refused before the child's path is touched.
+  if (options.type === 'fixed') throw new VhdxError('INVALID_ARGUMENT', 'a differencing disk cannot be fixed', { file: childPath });
   const parent = await openImage(parentPath);
   try {
     const absolute = resolve(parentPath);
     let relativePath = relative(dirname(resolve(childPath)), absolute).split(sep).join('\\');
     if (!relativePath.startsWith('..')) relativePath = `.\\${relativePath}`;
+    resolveCreateOptions({ ...options, virtualSize: parent.virtualSize, logicalSectorSize: parent.logicalSectorSize, physicalSectorSize: parent.physicalSectorSize });
     const backend = await NodeFileBackend.open(childPath, { readOnly: false, create: true });
     try {
       await create(backend, { ...options, virtualSize: parent.virtualSize, parent: { image: parent, relativePath, absolutePath: absolute } });

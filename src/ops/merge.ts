@@ -36,8 +36,15 @@ export async function mergeIntoParent(child: VhdxImage, options: MergeOptions = 
   if (child.readOnly || parent.readOnly) throw new VhdxError('READ_ONLY', 'merging needs the child and its parent open for writing', { file });
   const locator = child.parentLocator ?? {};
   const next = randomGuid();
-  const keep = Object.entries(locator).filter(([k]) => k !== 'parent_linkage2');
-  await child.setParentLocator([...keep.map(([key, value]) => ({ key, value })), { key: 'parent_linkage2', value: `{${guidToString(next).toLowerCase()}}` }]);
+  // parent_linkage names the parent as it is now (it was accepted when attached: it may be the
+  // linkage2 of an earlier, interrupted merge), parent_linkage2 what it will be after its first change.
+  const keep = Object.entries(locator).filter(([k]) => k !== 'parent_linkage2' && k !== 'parent_linkage');
+  const now = `{${parent.info().dataWriteGuid.toLowerCase()}}`;
+  await child.setParentLocator([
+    { key: 'parent_linkage', value: now },
+    ...keep.map(([key, value]) => ({ key, value })),
+    { key: 'parent_linkage2', value: `{${guidToString(next).toLowerCase()}}` },
+  ]);
   parent.presetDataWriteGuid(next);
 
   const chunkSize = options.chunkSize ?? 4 * 1024 * 1024;
@@ -70,9 +77,6 @@ export async function mergeIntoParent(child: VhdxImage, options: MergeOptions = 
   await parent.flush();
   // The parent now carries G (if anything changed it); the child's primary linkage follows.
   const current = parent.info().dataWriteGuid.toLowerCase();
-  await child.setParentLocator([
-    ...keep.filter(([k]) => k !== 'parent_linkage').map(([key, value]) => ({ key, value })),
-    { key: 'parent_linkage', value: `{${current}}` },
-  ]);
+  await child.setParentLocator([{ key: 'parent_linkage', value: `{${current}}` }, ...keep.map(([key, value]) => ({ key, value }))]);
   return { copied, zeroed };
 }

@@ -2,6 +2,7 @@ import { unlinkSync } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { NodeFileBackend } from '../../io/node-file.js';
 import { attachParents } from '../../node.js';
+import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { VhdxImage } from '../../image/image.js';
 import { convertToRaw } from '../../ops/convert.js';
 import { convertToVhdx } from '../../ops/convert-to-vhdx.js';
@@ -27,6 +28,7 @@ export const convert: Command = {
     'dd if=/dev/sdb | vhdx convert - disk.vhdx --size 64G --type fixed',
   ],
   options: {
+    ...PARENT_OPTIONS,
     'output-format': { type: 'string', short: 'O', description: 'raw or vhdx (default: vhdx when OUT ends in .vhdx, else raw)' },
     ...IMAGE_OPTIONS,
     size: { type: 'string', description: 'size of the disk on standard input (IN is -); input ending early is an error' },
@@ -67,7 +69,7 @@ export const convert: Command = {
         await readFully(inputBackend, magic, 0);
         if (hasSignature(magic, 0, 'vhdxfile')) {
           image = await VhdxImage.open(inputBackend, { readOnly: true });
-          await attachParents(image, input!); // a differencing disk is flattened with its chain
+          await attachParents(image, input!, parentOptions(values)); // a differencing disk is flattened with its chain
           source = vhdxSource(image);
         } else {
           source = rawSource(inputBackend, await inputBackend.size());

@@ -1,4 +1,5 @@
 import { openImage } from '../../node.js';
+import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
 import { printJson, writeStdout } from '../output.js';
 import type { Command } from '../command.js';
@@ -11,13 +12,12 @@ export const info: Command = {
   options: {
     json: { type: 'boolean', description: 'machine-readable output' },
     chain: { type: 'boolean', description: 'differencing disks: describe every image of the chain, child first' },
-    parent: { type: 'string', description: 'with --chain: the parent, instead of where the locator says' },
+    ...PARENT_OPTIONS,
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
     // The file alone unless the chain is asked for: a missing parent does not stop `info`.
-    const parentPath = values.chain ? (values.parent === undefined ? undefined : String(values.parent)) : false;
-    const image = await openImage(file!, { readOnly: true, ...(parentPath === undefined ? {} : { parentPath }) });
+    const image = await openImage(file!, { readOnly: true, ...(values.chain ? parentOptions(values) : { parentPath: false }) });
     try {
       if (values.chain) {
         const chain = image.chain().map((layer) => ({ file: layer.backend.name, ...layer.info() }));

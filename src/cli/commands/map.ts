@@ -1,4 +1,5 @@
 import { openImage } from '../../node.js';
+import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
 import { printJson, writeStdout } from '../output.js';
 import type { Command } from '../command.js';
@@ -10,11 +11,11 @@ export const map: Command = {
   examples: ['vhdx map disk.vhdx', "vhdx map disk.vhdx --json | jq '.[] | select(.kind == \"data\")'"],
   options: {
     json: { type: 'boolean', description: 'machine-readable output' },
-    parent: { type: 'string', description: 'differencing disks: the parent, instead of where the locator says' },
+    ...PARENT_OPTIONS,
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
-    const image = await openImage(file!, { readOnly: true, ...(values.parent === undefined ? {} : { parentPath: String(values.parent) }) });
+    const image = await openImage(file!, { readOnly: true, ...parentOptions(values) });
     try {
       // A differencing disk: which layer of the chain serves each run.
       const chain = image.chain();
@@ -30,7 +31,7 @@ export const map: Command = {
         );
       }
       const data = extents.filter((e) => e.kind === 'data' && (e.layer ?? 0) === 0).reduce((n, e) => n + e.length, 0);
-      lines.push(`${extents.length} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in ${file}${layered ? `, the rest from ${chain.length - 1} parent layer(s)` : ''}`);
+      lines.push(`${extents.length} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in the file${layered ? ` (${file}), the rest from ${chain.length - 1} parent layer(s)` : ''}`);
       await writeStdout(lines.join('\n') + '\n');
     } finally {
       await image.close();

@@ -1,4 +1,5 @@
 import { openImage } from '../../node.js';
+import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { parseSize, usage } from '../args.js';
 import { writeStdout } from '../output.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
@@ -11,6 +12,7 @@ export const read: Command = {
   usage: 'vhdx read FILE --offset N --length N [-p|--no-progress]',
   examples: ['vhdx read disk.vhdx --offset 0 --length 512 | xxd', 'vhdx read disk.vhdx --offset 1M --length 4K > sector.bin', 'vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the terminal while it runs'],
   options: {
+    ...PARENT_OPTIONS,
     offset: { type: 'string', description: 'virtual byte offset (K, M, G, T suffixes)' },
     length: { type: 'string', description: 'number of bytes (K, M, G, T suffixes)' },
     progress: PROGRESS_OPTION,
@@ -20,7 +22,7 @@ export const read: Command = {
     if (values.offset === undefined || values.length === undefined) throw usage('read needs --offset and --length');
     const offset = parseSize(String(values.offset), '--offset');
     const length = parseSize(String(values.length), '--length');
-    const image = await openImage(file!, { readOnly: true });
+    const image = await openImage(file!, { readOnly: true, ...parentOptions(values) });
     const stop = interruptible();
     const progress = await progressBar(values.progress as boolean | undefined, 'read');
     try {

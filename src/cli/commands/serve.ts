@@ -1,14 +1,73 @@
-import { VhdxError } from '../../format/errors.js';
+import { openImage } from '../../node.js';
+import { serveNbd } from '../../nbd/server.js';
+import { usage } from '../args.js';
+import { interruptible } from '../interrupt.js';
 import type { Command } from '../command.js';
 
 export const serve: Command = {
   name: 'serve',
-  summary: 'not built yet',
-  usage: 'vhdx serve FILE',
-  examples: ['vhdx serve disk.vhdx'],
-  options: {},
+  summary: 'serve an image over NBD (Network Block Device) to qemu, nbd-client, libnbd tools and others',
+  usage: 'vhdx serve FILE [--port N | --socket PATH] [--bind ADDR] [--read-only] [--export-name NAME] [--shared N]',
+  examples: [
+    'vhdx serve disk.vhdx                      # nbd://127.0.0.1:10809/',
+    'vhdx serve disk.vhdx --socket /tmp/nbd.sock --shared 4',
+    'vhdx serve disk.vhdx --read-only --port 10900 --export-name disk',
+    'qemu-img info nbd://127.0.0.1:10809/      # from another terminal',
+  ],
+  options: {
+    port: { type: 'string', description: 'TCP port (default 10809; 0 picks a free one)' },
+    socket: { type: 'string', description: 'listen on this Unix socket instead of TCP' },
+    bind: { type: 'string', description: 'address to listen on (default 127.0.0.1: this machine only)' },
+    'read-only': { type: 'boolean', description: 'open the image read-only; writes get EPERM' },
+    'export-name': { type: 'string', description: "the export's name (default: the empty default export)" },
+    shared: { type: 'string', description: 'connections served at once (default 1); above 1, multi-conn is advertised' },
+  },
   positionals: ['FILE'],
-  async run() {
-    throw new VhdxError('UNSUPPORTED', 'serve is not built yet');
+  async run({ positionals: [file], values }) {
+    if (values.socket !== undefined && (values.port !== undefined || values.bind !== undefined)) throw usage('--socket goes without --port and --bind');
+    let port = 10809;
+    if (values.port !== undefined) {
+      const text = String(values.port);
+      port = /^\d+$/.test(text) ? Number(text) : NaN;
+      if (!(port >= 0 && port <= 65535)) throw usage(`--port must be 0-65535, not ${JSON.stringify(text)}`);
+    }
+    let shared = 1;
+    if (values.shared !== undefined) {
+      const text = String(values.shared);
+      shared = /^\d+$/.test(text) ? Number(text) : NaN;
+      if (!(shared >= 1 && shared <= 1024)) throw usage(`--shared must be 1-1024, not ${JSON.stringify(text)}`);
+    }
+    const readOnly = values['read-only'] === true;
+    const image = await openImage(file!, { readOnly });
+    const stop = interruptible();
+    try {
+      const options: Parameters<typeof serveNbd>[0] = {
+        image,
+        port,
+        maxConnections: shared,
+        readOnly,
+        log: (line) => process.stderr.write(`vhdx serve: ${line}\n`),
+      };
+      if (values.socket !== undefined) options.socketPath = String(values.socket);
+      if (values.bind !== undefined) options.host = String(values.bind);
+      if (values['export-name'] !== undefined) options.exportName = String(values['export-name']);
+      const server = await serveNbd(options);
+      process.stderr.write(`vhdx serve: serving ${file} (${image.type}, ${image.virtualSize} bytes${readOnly ? ', read-only' : ''}) at ${server.uri}\n`);
+      // Serve until a signal; then drain in-flight requests, flush and close the image.
+      const signalled = await new Promise<NodeJS.Signals>((resolve) => {
+        stop.signal.addEventListener('abort', () => resolve(stop.interrupted!.signalName), { once: true });
+      });
+      process.stderr.write(`vhdx serve: ${signalled}: finishing requests in flight, flushing and closing ${file}\n`);
+      await server.close();
+      const totals = server.stats();
+      await image.close();
+      process.stderr.write(
+        `vhdx serve: closed ${file} cleanly after ${totals.connections} connections, ${totals.requests} requests (${totals.bytesRead} bytes read, ${totals.bytesWritten} written)\n`,
+      );
+      return 0;
+    } finally {
+      await image.close();
+      stop.dispose();
+    }
   },
 };
