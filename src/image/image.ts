@@ -323,6 +323,27 @@ export class VhdxImage {
   }
 
   /**
+   * For copies into this image: fills payload block `block` (its first `length` bytes; the rest reads
+   * as zeros) from `read`, `piece` bytes at a time, allocating only if some piece is not all zeros
+   * (see `ImageWriter.copyBlockFrom`). Resolves to whether anything was written.
+   */
+  copyBlockFrom(
+    block: number,
+    length: number,
+    read: (target: Uint8Array, inBlock: number) => Promise<void>,
+    options: { piece: Uint8Array; isZero: (data: Uint8Array) => boolean; presentIsZero?: boolean },
+  ): Promise<boolean> {
+    const offset = block * this.blockSize;
+    if (!Number.isSafeInteger(block) || block < 0 || length <= 0 || length > this.blockSize) {
+      throw new VhdxError('OUT_OF_RANGE', `block ${block} with length ${length} is not a block of this image`, { file: this.backend.name });
+    }
+    let result = false;
+    return this.change(offset, length, async (w) => {
+      result = await w.copyBlockFrom(block, length, read, options.piece, options.isZero, options.presentIsZero ?? false);
+    }).then(() => result);
+  }
+
+  /**
    * Makes [offset, offset + length) read as zeros. Dynamic disks turn whole blocks into ZERO blocks
    * without allocating; fixed disks get zeros written in place.
    */

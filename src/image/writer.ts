@@ -241,6 +241,75 @@ export class ImageWriter {
     for (let sector = firstSector; sector <= lastSector; sector++) this.dirtyBitmapSectors.set(`${chunk}:${sector}`, { chunk, sector });
   }
 
+  /**
+   * Fills block `block` from `read` in pieces of `piece.length` bytes (a copy whose pieces stay in the
+   * CPU cache between being read and written), writing only when the block holds something:
+   *  - a block that is not present is allocated at its first non-zero piece; the zero pieces before
+   *    it are written as zeros, every later piece as read, and the rest of the block as zeros, all
+   *    before its BAT entry changes (rule 2);
+   *  - a fully present block gets every piece written in place, zeros included, unless
+   *    `presentIsZero` says it already reads as zeros (a freshly created fixed image), when zero
+   *    pieces are skipped.
+   * Differencing disks and partially present blocks go through `write`, piece by piece.
+   * Returns whether anything was written.
+   */
+  async copyBlockFrom(
+    block: number,
+    length: number,
+    read: (target: Uint8Array, inBlock: number) => Promise<void>,
+    piece: Uint8Array,
+    isZero: (data: Uint8Array) => boolean,
+    presentIsZero: boolean,
+  ): Promise<boolean> {
+    const { bat } = this.layout;
+    const { blockSize } = this.layout.metadata;
+    const state = bat.blockState(block);
+    const base = block * blockSize;
+    if (this.differencing || state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+      let wrote = false;
+      for (let at = 0; at < length; at += piece.length) {
+        const data = piece.subarray(0, Math.min(piece.length, length - at));
+        await read(data, at);
+        if (!isZero(data) || state !== PAYLOAD_BLOCK_NOT_PRESENT) {
+          await this.write(base + at, data);
+          wrote = true;
+        }
+      }
+      return wrote;
+    }
+    let fileOffset = state === PAYLOAD_BLOCK_FULLY_PRESENT ? bat.blockOffset(block) : null;
+    const fresh = fileOffset === null;
+    let zerosBefore = 0;
+    try {
+      for (let at = 0; at < length; at += piece.length) {
+        const data = piece.subarray(0, Math.min(piece.length, length - at));
+        await read(data, at);
+        const zero = isZero(data);
+        if (fileOffset === null) {
+          if (zero) {
+            zerosBefore += data.length;
+            continue;
+          }
+          await this.beginChange();
+          fileOffset = this.allocator.allocate();
+          await this.writeZerosAt(fileOffset, zerosBefore);
+        } else if (zero && presentIsZero) {
+          continue;
+        }
+        await this.beginChange();
+        await this.writeAt(data, fileOffset + at);
+      }
+    } catch (error) {
+      if (fresh && fileOffset !== null) this.allocator.unallocate(fileOffset);
+      throw error;
+    }
+    if (!fresh || fileOffset === null) return !fresh;
+    await this.writeZerosAt(fileOffset + length, blockSize - length);
+    bat.setBlock(block, PAYLOAD_BLOCK_FULLY_PRESENT, fileOffset);
+    this.markBatDirty(block);
+    return true;
+  }
+
   /** Splits [offset, offset + length) into per-block pieces. */
   private *pieces(offset: number, length: number): Generator<{ block: number; inBlock: number; start: number; length: number }> {
     const { blockSize } = this.layout.metadata;

@@ -32,11 +32,18 @@ export async function readExactly(backend: Backend, position: number, length: nu
   return out;
 }
 
-/** Fills `target` from `position`, looping over short reads; returns the bytes read (less only at EOF). */
+/**
+ * The largest single read `readFully` asks for. Copies out of the page cache in pieces this size stay
+ * in the CPU cache: on the development machine 2 GiB read in 128 KiB pieces took 0.22-0.26 s, in
+ * 256 KiB to 32 MiB pieces 0.9-1.4 s.
+ */
+export const READ_PIECE = 128 * 1024;
+
+/** Fills `target` from `position` in pieces of at most READ_PIECE; returns the bytes read (less only at EOF). */
 export async function readFully(backend: Backend, target: Uint8Array, position: number): Promise<number> {
   let done = 0;
   while (done < target.length) {
-    const n = await backend.read(target.subarray(done), position + done);
+    const n = await backend.read(target.subarray(done, done + Math.min(READ_PIECE, target.length - done)), position + done);
     if (n <= 0) break;
     done += n;
   }

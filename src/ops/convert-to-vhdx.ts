@@ -1,7 +1,8 @@
 /**
  * Copying a virtual disk (raw, stream or another VHDX) into a new VHDX image. The copy goes a block at
  * a time so every allocation is written whole (no zero fill then overwrite); blocks that read as all
- * zeros are skipped, so a dynamic output stays sparse. Reading the next block overlaps writing this one.
+ * zeros are skipped, so a dynamic output stays sparse. Each block is copied in 2 MiB pieces, each written
+ * right after it is read, while it is still in the CPU cache.
  * All BAT changes are committed by one flush at the end (split only where the log is too small).
  */
 import { copyBuffer } from './buffers.js';
@@ -11,6 +12,9 @@ import type { Backend } from '../io/backend.js';
 import { VhdxImage } from '../image/image.js';
 import { create, type CreateOptions } from './create.js';
 import type { DiskSource } from './source.js';
+
+/** Bytes read and then written per step (see `ImageWriter.copyBlockFrom`). */
+const COPY_PIECE = 2 * 1024 * 1024;
 
 export interface ConvertToVhdxOptions extends Omit<CreateOptions, 'virtualSize' | 'onProgress'> {
   onProgress?: (done: number, total: number) => void;
@@ -29,33 +33,22 @@ export async function convertToVhdx(source: DiskSource, output: Backend, options
   await create(output, { ...options, virtualSize });
   options.signal?.throwIfAborted();
   const image = await VhdxImage.open(output, { readOnly: false });
-  const writing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
   try {
     const blockSize = image.blockSize;
-    const chunk = Math.min(blockSize, Math.max(logicalSectorSize, virtualSize));
-    // Two buffers: one being written into the image while the next is read from the source.
-    const buffers = [copyBuffer(chunk), copyBuffer(chunk)];
-    let which = 0;
-    for (let offset = 0; offset < virtualSize; offset += chunk) {
-      if (options.signal?.aborted) {
-        await Promise.all(writing);
-        options.signal.throwIfAborted();
-      }
-      const length = Math.min(chunk, virtualSize - offset);
+    // One piece buffer: each piece is read and then written while it is still in the CPU cache.
+    const piece = copyBuffer(Math.min(COPY_PIECE, blockSize));
+    // A fixed image is created full of zeros: zero pieces need not be written again.
+    const presentIsZero = options.type === 'fixed';
+    for (let offset = 0, block = 0; offset < virtualSize; offset += blockSize, block++) {
+      options.signal?.throwIfAborted();
+      const length = Math.min(blockSize, virtualSize - offset);
       if (!source.knownZero(offset, length)) {
-        await writing[which];
-        const buffer = buffers[which]!.subarray(0, length);
-        await source.read(buffer, offset);
-        // Fixed images are created full of zeros, and dynamic blocks never written read as zeros.
-        if (!isAllZero(buffer)) writing[which] = image.write(offset, buffer);
-        which ^= 1;
+        await image.copyBlockFrom(block, length, (target, inBlock) => source.read(target, offset + inBlock), { piece, isZero: isAllZero, presentIsZero });
       }
       options.onProgress?.(offset + length, virtualSize);
     }
-    await Promise.all(writing);
     await image.close();
   } catch (error) {
-    await Promise.allSettled(writing); // no write is left running against a closed file
     if (options.signal?.aborted) await output.close().catch(() => undefined);
     else await image.close().catch(() => undefined);
     throw error;

@@ -162,6 +162,23 @@ describe('isAllZero', () => {
     );
   });
 
+  test('large arrays: a single non-zero byte is found across 64 KiB pages, at any alignment (property)', () => {
+    const buffer = new Uint8Array(300 * 1024 + 64);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 63 }), fc.integer({ min: 64, max: 300 * 1024 }), fc.nat(), fc.integer({ min: 1, max: 255 }), (start, length, pos, value) => {
+        const sub = buffer.subarray(start, start + length);
+        // Biased to the edges of 64 KiB pages and of the array, where the chunked comparison splits.
+        const candidates = [0, length - 1, 65535, 65536, 131071, 131072, pos % length];
+        const at = candidates[pos % candidates.length]! % length;
+        assert.equal(isAllZero(sub), true);
+        sub[at] = value;
+        assert.equal(isAllZero(sub), false, `length ${length}, start ${start}, byte ${at}`);
+        sub[at] = 0;
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   test('bytes outside the subarray do not count', () => {
     const buffer = new Uint8Array(200).fill(1);
     buffer.fill(0, 8, 8 + 128);
