@@ -5,6 +5,7 @@
  */
 import { VhdxImage } from '../src/image/image.js';
 import { PowerCut, PowerLossBackend } from '../src/io/power-loss.js';
+import type { OpenOptions } from '../src/image/open.js';
 
 export type Op =
   | { kind: 'write'; offset: number; data: Uint8Array }
@@ -98,17 +99,26 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** Runs `ops` on a disk that loses power before operation `cutAt`; returns the model as of the cut. */
+/**
+ * Runs `ops` on a disk that loses power before operation `cutAt`; returns the model as of the cut.
+ * `open` adds options to each writable open (sparse allocation, a parent); `content` is what the
+ * disk reads before the first operation (a differencing disk shows its parent's), zeros by default.
+ */
 export async function runUntilCut(
   initial: Uint8Array,
   ops: Op[],
   size: number,
   cutAt: number,
   sparse = false,
+  extra: { open?: OpenOptions; content?: Uint8Array } = {},
 ): Promise<{ backend: PowerLossBackend; model: DiskModel; completed: boolean }> {
   const backend = new PowerLossBackend(initial, { cutAt });
   const model = new DiskModel(size);
-  const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { readOnly: false, sparse });
+  if (extra.content) {
+    model.current = extra.content.slice();
+    model.committed = extra.content.slice();
+  }
+  const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { ...extra.open, readOnly: false, sparse });
   try {
     let image = await open();
     for (const op of ops) {

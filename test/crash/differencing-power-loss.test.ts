@@ -17,7 +17,7 @@ import { create } from '../../src/ops/create.js';
 import { check } from '../../src/ops/check.js';
 import { mergeIntoParent } from '../../src/ops/merge.js';
 import { VhdxImage } from '../../src/image/image.js';
-import { DiskModel, applyOp, equal, rng, type Op } from '../model.js';
+import { DiskModel, applyOp, equal, rng, runUntilCut, type Op } from '../model.js';
 import { patternBytes } from '../helpers.js';
 
 const MiB = 1024 * 1024;
@@ -71,25 +71,7 @@ describe('power loss on differencing disks', () => {
       await create(fresh, { virtualSize: SIZE, blockSize: MiB, parent: { image: parent, relativePath: 'p', absolutePath: '/p' } });
       const initial = fresh.contents().slice();
       const ops = workload(logicalSectorSize);
-      const run = async (cutAt: number): Promise<{ backend: PowerLossBackend; model: DiskModel; completed: boolean }> => {
-        const backend = new PowerLossBackend(initial, { cutAt });
-        const model = childModel(content);
-        const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { readOnly: false, parent });
-        try {
-          let image = await open();
-          for (const op of ops) {
-            model.issue(op);
-            image = await applyOp(image, op, open);
-            if (op.kind === 'flush' || op.kind === 'reopen') model.durable();
-          }
-          await image.close();
-          model.durable();
-          return { backend, model, completed: true };
-        } catch (error) {
-          if (!(error instanceof PowerCut)) throw error;
-          return { backend, model, completed: false };
-        }
-      };
+      const run = (cutAt: number): ReturnType<typeof runUntilCut> => runUntilCut(initial, ops, SIZE, cutAt, false, { open: { parent }, content });
       const total = (await run(Infinity)).backend.operations;
       let points = 0;
       for (let cutAt = 0; cutAt <= total; cutAt++) {
