@@ -30,6 +30,7 @@
 import { isMainThread, parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
+import type { Backend } from '../../src/io/backend.js';
 
 /** One buffer (allocation or backend read) may be as large as the file, or this, whichever is larger. */
 export const BUFFER_LIMIT_FLOOR = 64 * 1024 * 1024;
@@ -291,9 +292,18 @@ async function attempt(request: CaseRequest, bytes: Uint8Array, original: Uint8A
       const copy = new MemoryBackend(original.slice(), { name: 'fuzz-replay' });
       // Growing the file (to LastFileOffset) only adds zeros, which reads past the end give anyway:
       // skip it so the copy stays the size of the case.
-      const noGrow = Object.assign(Object.create(copy) as typeof copy, {
+      // (Delegation, not a prototype wrapper: a write that grows the memory backend replaces its
+      // buffer, which through a prototype wrapper would land on the wrapper and not on `copy`.)
+      const noGrow: Backend = {
+        name: copy.name,
+        readOnly: false,
+        read: (target, position) => copy.read(target, position),
+        write: (data, position) => copy.write(data, position),
+        flush: () => copy.flush(),
+        size: () => copy.size(),
         truncate: async (size: number) => (size > (await copy.size()) ? undefined : copy.truncate(size)),
-      });
+        close: () => copy.close(),
+      };
       try {
         await (await VhdxImage.open(noGrow, { readOnly: false })).close();
         reference = copy.contents();
