@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createChild, openImage } from '../src/node.js';
 import { GiB, KiB, MiB, ROOT, available, formatBytes, formatSeconds, freeBytes, identical, median, min, runOk, settle, table, timeCommand, versionLine, warmPageCache, writeSparseRandomRaw, type Segment } from './lib.js';
+import { rng } from '../test/model.js';
 
 interface Config {
   virtualSize: number;
@@ -36,18 +37,6 @@ interface Config {
   runs: number;
 }
 
-/** A seeded generator (xorshift32): the layout is the same from run to run. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 /** `baseData / segment` data segments chosen at random among the disk's segments, the rest holes. */
 function randomSegments(config: Config, random: () => number): Segment[] {

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Socket } from 'node:net';
 import { VHDX_BIN, patternBytes, requireProgram, run, runOk, tempDir } from '../helpers.js';
 import { CMD, FLAG, SocketReader, TestClient, openSocket, startServe, within, type ServedProcess } from './util.js';
+import { rng } from '../model.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 8 * MiB;
@@ -18,17 +19,6 @@ const EPERM = 1;
 const EINVAL = 22;
 const ENOSPC = 28;
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 /** Resolves when the server closes the socket (or after `ms`, to 'open'). */
 function closedWithin(socket: Socket, ms: number): Promise<'closed' | 'open'> {

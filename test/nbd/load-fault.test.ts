@@ -21,6 +21,7 @@ import { after, before, describe, it } from 'node:test';
 import { openImage } from '../../src/node.js';
 import { VHDX_BIN, patternBytes, requireProgram, run, runOk, tempDir } from '../helpers.js';
 import { CMD, TestClient, startServe, within, type ServedProcess } from './util.js';
+import { rng } from '../model.js';
 
 const MiB = 1024 * 1024;
 const CLIENTS = 8;
@@ -31,18 +32,6 @@ const SECTOR = 512;
 const PHASE1_OPS_PER_LANE = 40;
 const CRASHES = 3;
 
-/** Seeded xorshift32. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 interface Change {
   offset: number; // inside the lane
