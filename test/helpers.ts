@@ -25,14 +25,15 @@ export interface RunResult {
 }
 
 /** Runs a program to completion (no shell). Throws if it cannot be started at all. */
-export function run(command: string, args: string[], options: { input?: Uint8Array; timeoutMs?: number; cwd?: string } = {}): RunResult {
-  const r = spawnSync(command, args, { input: options.input, timeout: options.timeoutMs ?? 120_000, cwd: options.cwd, maxBuffer: 1 << 30 });
+export function run(command: string, args: string[], options: { input?: Uint8Array; timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {}): RunResult {
+  const env = options.env ? { ...process.env, ...options.env } : undefined;
+  const r = spawnSync(command, args, { input: options.input, timeout: options.timeoutMs ?? 120_000, cwd: options.cwd, env, maxBuffer: 1 << 30 });
   if (r.error) throw r.error;
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
 /** Runs a program and throws with its stderr unless it exits 0. */
-export function runOk(command: string, args: string[], options: { input?: Uint8Array; timeoutMs?: number; cwd?: string } = {}): Buffer {
+export function runOk(command: string, args: string[], options: { input?: Uint8Array; timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {}): Buffer {
   const r = run(command, args, options);
   if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.code ?? r.signal}: ${r.stderr.trim()}`);
   return r.stdout;

@@ -274,6 +274,23 @@ export class VhdxImage {
     return out;
   }
 
+  /**
+   * Where virtual [offset, offset + length) of this image is stored, when all of it lies in one `data`
+   * extent and the file's bytes there are what a read returns: its backend and file offset, for copies
+   * that bypass memory (`Backend.copyFrom`). Null otherwise: the range is not stored here, spans
+   * extents, or a log applied in memory (read-only open of a dirty image) changes some of its bytes.
+   * The file may still end inside the range (a block cut short reads as zeros past it).
+   */
+  storedAt(offset: number, length: number): { backend: Backend; fileOffset: number } | null {
+    this.assertOpen();
+    this.checkRange(offset, length);
+    const extents = this.extents(offset, length);
+    const only = extents.length === 1 ? extents[0]! : null;
+    if (!only || only.kind !== 'data') return null;
+    if (this.layout.overlay?.touches(only.fileOffset!, length)) return null;
+    return { backend: this.backend, fileOffset: only.fileOffset! };
+  }
+
   /** Reads `length` bytes at virtual `offset` (any alignment). */
   async read(offset: number, length: number): Promise<Uint8Array> {
     const out = new Uint8Array(length);

@@ -6,7 +6,7 @@ import { LOG_SECTOR_SIZE, REGION_TABLE1_OFFSET } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
 import type { Guid } from '../format/guid.js';
 import { decodeLogEntry, decodeLogEntryHeader, isZeroDescriptor, type LogDescriptor, type LogEntry } from '../format/log-entry.js';
-import type { Backend } from '../io/backend.js';
+import { writeZeros, type Backend } from '../io/backend.js';
 
 /** A log entry together with where it sits in the ring. */
 export interface PlacedLogEntry {
@@ -156,6 +156,11 @@ export class LogOverlay {
     for (const { entry } of sequence.entries) this.writes.push(...entry.descriptors);
   }
 
+  /** Whether any logged write overlaps [position, position + length) of the file. */
+  touches(position: number, length: number): boolean {
+    return this.writes.some((d) => d.fileOffset < position + length && position < d.fileOffset + (isZeroDescriptor(d) ? d.zeroLength : LOG_SECTOR_SIZE));
+  }
+
   /** Lays every logged write that overlaps [position, position + target.length) over `target`, in log order. */
   patch(target: Uint8Array, position: number): void {
     const end = position + target.length;
@@ -178,16 +183,13 @@ export class LogOverlay {
  * the header step). Zeros past the end of the file are not written: extending the file provides them.
  */
 export async function applySequence(backend: Backend, sequence: ActiveSequence): Promise<void> {
-  const zeroChunk = new Uint8Array(1024 * 1024);
   let size = await backend.size();
   const target = Math.max(size, sequence.head.header.lastFileOffset);
   for (const { entry } of sequence.entries) {
     for (const d of entry.descriptors) {
       if (isZeroDescriptor(d)) {
         const end = Math.min(d.fileOffset + d.zeroLength, size);
-        for (let at = d.fileOffset; at < end; at += zeroChunk.length) {
-          await backend.write(zeroChunk.subarray(0, Math.min(zeroChunk.length, end - at)), at);
-        }
+        await writeZeros(backend, d.fileOffset, end - d.fileOffset);
         if (d.fileOffset + d.zeroLength > size) {
           size = d.fileOffset + d.zeroLength;
           await backend.truncate(size);

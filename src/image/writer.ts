@@ -27,7 +27,7 @@ import {
 import { LOG_SECTOR_SIZE } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
 import { randomGuid, type Guid } from '../format/guid.js';
-import { readFully, type Backend } from '../io/backend.js';
+import { readFully, writeZeros, type Backend } from '../io/backend.js';
 import { BlockAllocator } from './allocator.js';
 import { LogWriter } from './log-writer.js';
 import type { OpenedLayout } from './open.js';
@@ -116,10 +116,29 @@ export class ImageWriter {
     this.dataSinceSync = true;
   }
 
+  /** Zeros with their space allocated: the backend's fast path (fallocate) where it has one. */
   private async writeZerosAt(fileOffset: number, length: number): Promise<void> {
-    for (let done = 0; done < length; done += ZERO_CHUNK.length) {
-      await this.writeAt(ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, length - done)), fileOffset + done);
+    if (length <= 0) return;
+    await writeZeros(this.backend, fileOffset, length);
+    this.fileSize = Math.max(this.fileSize, fileOffset + length);
+    this.dataSinceSync = true;
+  }
+
+  /**
+   * Writes a fresh block's content: zeros, `data` at `inBlock`, zeros. In one write of the whole block
+   * when it is small and the backend can only write bytes; otherwise zeros around the data, which a
+   * backend with a zero fast path allocates without writing them.
+   */
+  private async writeFreshBlock(offset: number, blockSize: number, inBlock: number, data: Uint8Array): Promise<void> {
+    if (blockSize <= ZERO_CHUNK.length && !this.backend.writeZeros) {
+      const whole = new Uint8Array(blockSize);
+      whole.set(data, inBlock);
+      await this.writeAt(whole, offset);
+      return;
     }
+    await this.writeZerosAt(offset, inBlock);
+    await this.writeAt(data, offset + inBlock);
+    await this.writeZerosAt(offset + inBlock + data.length, blockSize - inBlock - data.length);
   }
 
   /** Rule 2: a fresh block holding `data` at `inBlock` and zeros elsewhere, written before the BAT points at it. */
@@ -134,15 +153,8 @@ export class ImageWriter {
           await this.backend.truncate(offset + blockSize);
           this.fileSize = offset + blockSize;
         }
-      } else if (blockSize <= ZERO_CHUNK.length) {
-        // One write: the block as it must read, zeros and data together.
-        const whole = new Uint8Array(blockSize);
-        whole.set(data, inBlock);
-        await this.writeAt(whole, offset);
       } else {
-        await this.writeZerosAt(offset, inBlock);
-        await this.writeAt(data, offset + inBlock);
-        await this.writeZerosAt(offset + inBlock + data.length, blockSize - inBlock - data.length);
+        await this.writeFreshBlock(offset, blockSize, inBlock, data);
       }
     } catch (error) {
       this.allocator.unallocate(offset);
@@ -183,15 +195,7 @@ export class ImageWriter {
     if (bat.blockState(block) === PAYLOAD_BLOCK_NOT_PRESENT) {
       const offset = this.allocator.allocate();
       try {
-        const whole = new Uint8Array(Math.min(blockSize, ZERO_CHUNK.length));
-        if (blockSize <= ZERO_CHUNK.length) {
-          whole.set(buffer, start);
-          await this.writeAt(whole, offset);
-        } else {
-          await this.writeZerosAt(offset, start);
-          await this.writeAt(buffer, offset + start);
-          await this.writeZerosAt(offset + end, blockSize - end);
-        }
+        await this.writeFreshBlock(offset, blockSize, start, buffer.subarray(0, end - start));
       } catch (error) {
         this.allocator.unallocate(offset);
         throw error;

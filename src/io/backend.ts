@@ -17,6 +17,36 @@ export interface Backend {
   size(): Promise<number>;
   truncate(size: number): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Optional fast path with the result of writing zeros: [position, position + length) reads as zeros
+   * and its space is allocated (never left as a hole), growing the file if the range ends past it.
+   * Callers use `writeZeros`, which falls back to writing zero bytes.
+   */
+  writeZeros?(position: number, length: number): Promise<void>;
+  /**
+   * Optional fast path: copies `length` bytes at `sourcePosition` of `source` to `position` of this
+   * backend inside the operating system, without staging them in memory. Resolves to the bytes
+   * copied from the start of the range; fewer (0 included) when it cannot go on (another kind of
+   * backend, a file system without the call, the end of the source), and the caller copies the rest.
+   */
+  copyFrom?(source: Backend, sourcePosition: number, position: number, length: number): Promise<number>;
+}
+
+/** Zero bytes written by the `writeZeros` fallback, 1 MiB at a time. */
+const ZEROS = new Uint8Array(1024 * 1024);
+
+/** Makes [position, position + length) read as zeros with its space allocated: the backend's fast path, or zero bytes. */
+export async function writeZeros(backend: Backend, position: number, length: number): Promise<void> {
+  if (length <= 0) return;
+  if (backend.writeZeros) return backend.writeZeros(position, length);
+  return writeZeroBytes(backend, position, length);
+}
+
+/** The plain way: zero bytes written 1 MiB at a time. */
+export async function writeZeroBytes(backend: Backend, position: number, length: number): Promise<void> {
+  for (let done = 0; done < length; done += ZEROS.length) {
+    await backend.write(ZEROS.subarray(0, Math.min(ZEROS.length, length - done)), position + done);
+  }
 }
 
 /** Reads exactly `length` bytes or throws TRUNCATED naming `what`. */

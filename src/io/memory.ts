@@ -34,6 +34,13 @@ export class MemoryBackend implements Backend {
     this.length = Math.max(this.length, position + data.length);
   }
 
+  async writeZeros(position: number, length: number): Promise<void> {
+    this.assertWritable();
+    this.ensureCapacity(position + length);
+    this.bytes.fill(0, position, position + length);
+    this.length = Math.max(this.length, position + length);
+  }
+
   async flush(): Promise<void> {}
 
   async size(): Promise<number> {

@@ -1,8 +1,10 @@
 /** The Node.js file backend: positional I/O on one file handle; flush is fsync. */
-import { constants, readSync, writeSync } from 'node:fs';
+import { constants, fstatSync, readSync, writeSync } from 'node:fs';
 import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { VhdxError } from '../format/errors.js';
-import type { Backend } from './backend.js';
+import { writeZeroBytes, type Backend } from './backend.js';
+import { FALLOC_FL_ZERO_RANGE, native } from './native.js';
 
 export interface NodeFileOptions {
   readOnly?: boolean;
@@ -16,6 +18,13 @@ const SYNC_WRITE_LIMIT = 64 * 1024;
 const SYNC_READ_LIMIT = 128 * 1024;
 /** Large writes go in slices of this size: measured 15-20% faster than one 32 MiB write into the page cache. */
 const WRITE_SLICE = 2 * 1024 * 1024;
+/**
+ * Zero ranges from this size on become one fallocate call (unwritten extents: allocated, reading as
+ * zeros, nothing written); smaller ones are written as zero bytes, cheaper than the extent change.
+ */
+const FALLOCATE_MIN = 64 * 1024;
+/** errno values that mean "this file system or pair of files cannot do that": fall back, not fail. */
+const UNSUPPORTED = new Set([osConstants.errno.EOPNOTSUPP, osConstants.errno.ENOSYS, osConstants.errno.EXDEV, osConstants.errno.EINVAL]);
 
 export class NodeFileBackend implements Backend {
   readonly name: string;
@@ -23,6 +32,10 @@ export class NodeFileBackend implements Backend {
   private readonly handle: FileHandle;
   private closed = false;
   private lockPath: string | null = null;
+  /** Which native calls this file's file system refused: not asked again. */
+  private noZeroRange = false;
+  private noAllocate = false;
+  private noCopyRange = false;
 
   private constructor(name: string, handle: FileHandle, readOnly: boolean) {
     this.name = name;
@@ -87,10 +100,47 @@ export class NodeFileBackend implements Backend {
     }
   }
 
+  /**
+   * fallocate instead of zero bytes where the file system allows: FALLOC_FL_ZERO_RANGE anywhere, or a
+   * plain allocation for a range at or past the end of the file (which holds no bytes to clear).
+   */
+  async writeZeros(position: number, length: number): Promise<void> {
+    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
+    if (length <= 0) return;
+    if (native && length >= FALLOCATE_MIN) {
+      const fd = this.handle.fd;
+      if (!this.noZeroRange) {
+        const rc = native.fallocate(fd, FALLOC_FL_ZERO_RANGE, position, length);
+        if (rc === 0) return;
+        if (!UNSUPPORTED.has(-rc)) throw errnoError(rc, 'fallocate', this.name);
+        this.noZeroRange = true;
+      }
+      if (!this.noAllocate && position >= fstatSync(fd).size) {
+        const rc = native.fallocate(fd, 0, position, length);
+        if (rc === 0) return;
+        if (!UNSUPPORTED.has(-rc)) throw errnoError(rc, 'fallocate', this.name);
+        this.noAllocate = true;
+      }
+    }
+    await writeZeroBytes(this, position, length);
+  }
+
+  /** copy_file_range between two files of this backend kind, on the thread pool. */
+  async copyFrom(source: Backend, sourcePosition: number, position: number, length: number): Promise<number> {
+    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
+    if (!native || this.noCopyRange || !(source instanceof NodeFileBackend) || length <= 0) return 0;
+    const n = await native.copyFileRangeAsync(source.handle.fd, sourcePosition, this.handle.fd, position, length);
+    if (n >= 0) return n;
+    if (!UNSUPPORTED.has(-n)) throw errnoError(n, 'copy_file_range', this.name);
+    // EXDEV concerns this pair of files only; the others mean the file system lacks the call.
+    if (-n !== osConstants.errno.EXDEV) this.noCopyRange = true;
+    return 0;
+  }
+
   async flush(): Promise<void> {
     if (this.readOnly) return;
     try {
-      await this.handle.sync();
+      await this.handle.datasync();
     } catch (error) {
       throw toVhdxError(error, this.name);
     }
@@ -159,6 +209,13 @@ function processAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** A negative errno from the native helper as the typed error. */
+function errnoError(rc: number, call: string, file: string): VhdxError {
+  const name = Object.entries(osConstants.errno).find(([, v]) => v === -rc)?.[0] ?? `errno ${-rc}`;
+  const error = Object.assign(new Error(`${call}: ${name}`), { code: name });
+  return toVhdxError(error, file);
 }
 
 /** Maps an operating-system error to the typed error, keeping the message to one line. */

@@ -74,6 +74,11 @@ export class PowerLossBackend implements Backend {
     await this.volatile.write(data, position);
   }
 
+  /** One operation, recorded as a write of zeros (a torn fallocate is modelled like a torn write). */
+  async writeZeros(position: number, length: number): Promise<void> {
+    await this.write(new Uint8Array(length), position);
+  }
+
   async truncate(size: number): Promise<void> {
     const op: PendingOp = { kind: 'truncate', size };
     this.step(op);

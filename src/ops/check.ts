@@ -32,7 +32,7 @@ import { VhdxError, type VhdxErrorCode } from '../format/errors.js';
 import { decodeFileIdentifier, FILE_IDENTIFIER_DECODED_SIZE } from '../format/file-identifier.js';
 import { randomGuid } from '../format/guid.js';
 import { decodeRegionTable } from '../format/region-table.js';
-import { readFully, type Backend } from '../io/backend.js';
+import { readFully, writeZeros, type Backend } from '../io/backend.js';
 import type { BatProblem, BatProblemKind } from '../image/bat-table.js';
 import { HEADER_OFFSETS, readHeaderCopies } from '../image/headers.js';
 import { openLayout, type LogState, type OpenedLayout } from '../image/open.js';
@@ -391,9 +391,3 @@ async function trimTail(backend: Backend, repairs: Repair[]): Promise<void> {
   }
 }
 
-async function writeZeros(backend: Backend, offset: number, length: number): Promise<void> {
-  const zeros = new Uint8Array(Math.min(length, 4 * MiB));
-  for (let done = 0; done < length; done += zeros.length) {
-    await backend.write(zeros.subarray(0, Math.min(zeros.length, length - done)), offset + done);
-  }
-}

@@ -17,9 +17,14 @@ export interface ConvertOptions {
   signal?: AbortSignal;
 }
 
+/** Bytes per kernel copy (`Backend.copyFrom`): progress and cancellation are checked between them. */
+const KERNEL_COPY_PIECE = 32 * 1024 * 1024;
+
 /**
  * Copies the virtual disk to `output`. To a file, the output is sized first and only extents that hold
- * data are written, so unallocated ranges stay sparse; reads and writes overlap (one chunk each in flight).
+ * data are written, so unallocated ranges stay sparse. Stored data goes file to file inside the kernel
+ * when the output backend can (`copyFrom`); anything else is read and written with reads and writes
+ * overlapping (one chunk each in flight).
  */
 export async function convertToRaw(image: VhdxImage, output: RawOutput, options: ConvertOptions = {}): Promise<void> {
   const chunkSize = options.chunkSize ?? 2 * 1024 * 1024;
@@ -39,6 +44,7 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
     if ((await output.backend.size()) !== 0) await output.backend.truncate(0);
     await output.backend.truncate(total);
   }
+  const chain = image.chain();
   for (const extent of image.resolvedExtents()) {
     const hasData = extent.kind === 'data' || extent.kind === 'parent';
     if (!hasData && output.kind === 'file') {
@@ -46,12 +52,30 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
       options.onProgress?.(done, total);
       continue;
     }
-    for (let position = extent.offset; position < extent.offset + extent.length; ) {
+    let position = extent.offset;
+    const end = extent.offset + extent.length;
+    const copyFrom = output.kind === 'file' && extent.kind === 'data' ? output.backend.copyFrom?.bind(output.backend) : undefined;
+    while (copyFrom && position < end) {
       if (options.signal?.aborted) {
         await pending;
         options.signal.throwIfAborted();
       }
-      const n = Math.min(chunkSize, extent.offset + extent.length - position);
+      const n = Math.min(KERNEL_COPY_PIECE, end - position);
+      const stored = chain[extent.layer ?? 0]!.storedAt(position, n);
+      if (!stored) break;
+      await pending;
+      const copied = await copyFrom(stored.backend, stored.fileOffset, position, n);
+      position += copied;
+      done += copied;
+      options.onProgress?.(done, total);
+      if (copied < n) break; // the rest of the extent goes through memory
+    }
+    while (position < end) {
+      if (options.signal?.aborted) {
+        await pending;
+        options.signal.throwIfAborted();
+      }
+      const n = Math.min(chunkSize, end - position);
       const buffer = buffers[which]!.subarray(0, n);
       which ^= 1;
       if (hasData) {

@@ -14,7 +14,7 @@ import { encodeParentLocator } from '../format/parent-locator.js';
 import { PARENT_LOCATOR_TYPE_VHDX } from '../format/constants.js';
 import type { VhdxImage } from '../image/image.js';
 import { encodeHeader } from '../format/header.js';
-import type { Backend } from '../io/backend.js';
+import { writeZeros, type Backend } from '../io/backend.js';
 import { encodeLayoutRegionTable, encodeMetadataRegion, planLayout, validateParameters, type ImageParameters, type Layout } from './layout.js';
 
 export interface CreateOptions {
@@ -112,17 +112,18 @@ export async function create(backend: Backend, options: CreateOptions): Promise<
     await backend.write(chunk, layout.batOffset + start);
   }
 
-  // Fixed payload: zeros written (fully allocated) unless sparse was asked for.
+  // Fixed payload: zeros, fully allocated (fallocate where the backend can, else written), unless
+  // sparse was asked for. Pieces are larger when no bytes need writing.
   if (p.fixed) {
     const total = fileEnd - layout.dataOffset;
     if (options.sparse) {
       await backend.truncate(fileEnd);
     } else {
-      const zeros = new Uint8Array(Math.min(8 * MiB, total));
-      for (let done = 0; done < total; done += zeros.length) {
+      const piece = backend.writeZeros ? 256 * MiB : 8 * MiB;
+      for (let done = 0; done < total; done += piece) {
         options.signal?.throwIfAborted();
-        const n = Math.min(zeros.length, total - done);
-        await backend.write(zeros.subarray(0, n), layout.dataOffset + done);
+        const n = Math.min(piece, total - done);
+        await writeZeros(backend, layout.dataOffset + done, n);
         options.onProgress?.(done + n, total);
       }
     }

@@ -6,14 +6,21 @@
  *   on its first write, because `qemu-img create -o subformat=fixed` leaves every BAT entry in the ZERO
  *   state and the first write allocates a new block at the end of the file.
  * - No holes by default: a fixed image we create (not --sparse) is fully allocated on disk, and a dynamic
- *   image we write has no hole in its structures or in its allocated blocks (SEEK_HOLE from 0 lands at
- *   the end of the file). A --sparse fixed image does have holes (which also shows that the file system
- *   under the test reports holes at all, so the other checks mean something).
+ *   image we write has every byte of its file allocated. The structures (header section, log, BAT,
+ *   metadata) are written byte by byte: SEEK_HOLE from 0 lands at or past their end. Payload zeros may
+ *   be allocated without being written (fallocate: unwritten extents, which ext4 reports to SEEK_HOLE
+ *   as holes until they are read or written); what Windows refuses is a sparse file, and both the
+ *   allocation count and a sparse-aware copy (`cp --sparse=auto`, asserted) see such a file as dense.
+ *   With the native helper turned off (VHDX_NATIVE=0) every byte is written and SEEK_HOLE from 0
+ *   lands at the end of the file. A --sparse fixed image does have holes (which also shows that the
+ *   file system under the test reports holes at all, so the other checks mean something).
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { closeSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { REGION_TABLE1_OFFSET, REGION_TABLE_SIZE } from '../../src/format/constants.js';
+import { decodeRegionTable } from '../../src/format/region-table.js';
 import { NodeFileBackend } from '../../src/io/node-file.js';
 import { openImage } from '../../src/node.js';
 import { create } from '../../src/ops/create.js';
@@ -35,11 +42,45 @@ import {
 
 const SIZE = 64 * MiB;
 
-/** Asserts the file has no hole and every byte of it is allocated on disk. */
-function assertNoHoles(path: string, what: string): void {
+/** Where the structures end: the furthest byte of the log, the BAT and the metadata region. */
+function structuresEnd(path: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    const table = new Uint8Array(REGION_TABLE_SIZE);
+    readSync(fd, table, 0, table.length, REGION_TABLE1_OFFSET);
+    const regions = decodeRegionTable(table).entries.map((e) => e.fileOffset + e.length);
+    const headers = new Uint8Array(4096);
+    let log = 0;
+    for (const at of [64 * 1024, 128 * 1024]) {
+      readSync(fd, headers, 0, headers.length, at);
+      const view = new DataView(headers.buffer);
+      // Header: LogLength (u32) at 68, LogOffset (u64) at 72.
+      log = Math.max(log, Number(view.getBigUint64(72, true)) + view.getUint32(68, true));
+    }
+    return Math.max(log, ...regions);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Asserts every byte of the file is allocated on disk, the structures are written (no hole before
+ * their end), and a sparse-aware copy of the file is as dense as the file. With `everyByteWritten`
+ * (the plain path, native helper off), SEEK_HOLE from 0 must land at the end of the file.
+ */
+function assertNoHoles(path: string, what: string, everyByteWritten = false): void {
   const size = fileSize(path);
-  assert.equal(firstHole(path), size, `${what}: SEEK_HOLE from 0 should land at EOF (${size})`);
   assert.ok(diskUsage(path) >= size, `${what}: ${diskUsage(path)} bytes allocated on disk for a ${size}-byte file`);
+  const structures = structuresEnd(path);
+  assert.ok(firstHole(path) >= structures, `${what}: SEEK_HOLE from 0 lands at ${firstHole(path)}, inside the structures (they end at ${structures})`);
+  if (everyByteWritten) assert.equal(firstHole(path), size, `${what}: SEEK_HOLE from 0 should land at EOF (${size})`);
+  const copy = `${path}.copy`;
+  try {
+    runOk('cp', ['--sparse=auto', path, copy]);
+    assert.ok(diskUsage(copy) >= size, `${what}: cp --sparse=auto made a copy with ${diskUsage(copy)} of ${size} bytes allocated`);
+  } finally {
+    rmSync(copy, { force: true });
+  }
 }
 
 describe('fixed images never grow on write', () => {
@@ -180,6 +221,23 @@ describe('no holes by default', () => {
       assertNoHoles(image, 'after allocating writes, a discard and reuse');
     } finally {
       rmSync(image, { force: true });
+    }
+  });
+
+  it('with the native helper off, every byte is written: SEEK_HOLE finds no hole at all', () => {
+    const fixed = join(tmp!.path, 'plain-fixed.vhdx');
+    const dynamic = join(tmp!.path, 'plain-dynamic.vhdx');
+    const plain = { env: { VHDX_NATIVE: '0' } };
+    try {
+      runOk(VHDX_BIN, ['create', fixed, String(24 * MiB + 512), '--type', 'fixed', '--block-size', '1M'], plain);
+      assertNoHoles(fixed, 'VHDX_NATIVE=0 vhdx create --type fixed', true);
+      runOk(VHDX_BIN, ['create', dynamic, String(41 * MiB), '--block-size', '4M'], plain);
+      runOk(VHDX_BIN, ['write', dynamic, '--offset', String(9 * MiB + 1000), '--pattern', '0x11', '--length', '3001'], plain);
+      runOk(VHDX_BIN, ['write', dynamic, '--offset', String(30 * MiB), '--pattern', '0x12', '--length', String(MiB)], plain);
+      assertNoHoles(dynamic, 'VHDX_NATIVE=0 dynamic image after two allocating writes', true);
+    } finally {
+      rmSync(fixed, { force: true });
+      rmSync(dynamic, { force: true });
     }
   });
 

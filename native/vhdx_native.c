@@ -1,0 +1,158 @@
+/*
+ * vhdx_native: the few Linux file system calls that Node.js does not expose, for the file backend.
+ *
+ *   fallocate(fd, mode, offset, length)                       -> 0 or -errno
+ *   copyFileRange(fdIn, offIn, fdOut, offOut, length)         -> bytes copied (>= 0) or -errno
+ *   copyFileRangeAsync(fdIn, offIn, fdOut, offOut, length)    -> Promise of the same, on the thread pool
+ *   syncFileRange(fd, offset, length, flags)                  -> 0 or -errno
+ *
+ * Errors are returned, never thrown: the caller decides whether to fall back to plain reads and
+ * writes (EOPNOTSUPP, EXDEV, ENOSYS ...) or to report the error. Offsets and lengths arrive as
+ * JavaScript numbers and are checked to be non-negative safe integers before any call.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <node_api.h>
+
+#define MAX_SAFE 9007199254740991LL
+
+static int arg_i64(napi_env env, napi_value value, int64_t *out) {
+  double d;
+  if (napi_get_value_double(env, value, &d) != napi_ok) return 0;
+  if (!(d >= 0 && d <= (double)MAX_SAFE) || d != (double)(int64_t)d) return 0;
+  *out = (int64_t)d;
+  return 1;
+}
+
+static napi_value number(napi_env env, int64_t v) {
+  napi_value out;
+  napi_create_double(env, (double)v, &out);
+  return out;
+}
+
+/* Reads `count` non-negative integer arguments, or throws a TypeError and returns 0. */
+static int args_i64(napi_env env, napi_callback_info info, size_t count, int64_t *out) {
+  napi_value argv[6];
+  size_t argc = 6;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < count) {
+    napi_throw_type_error(env, NULL, "vhdx_native: missing argument");
+    return 0;
+  }
+  for (size_t i = 0; i < count; i++) {
+    if (!arg_i64(env, argv[i], &out[i])) {
+      napi_throw_type_error(env, NULL, "vhdx_native: arguments must be non-negative safe integers");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int64_t do_copy(int64_t fd_in, int64_t off_in, int64_t fd_out, int64_t off_out, int64_t length) {
+#ifdef __linux__
+  loff_t in = off_in, out = off_out;
+  int64_t done = 0;
+  while (done < length) {
+    ssize_t n = copy_file_range((int)fd_in, &in, (int)fd_out, &out, (size_t)(length - done), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return done > 0 ? done : -errno;
+    }
+    if (n == 0) break; /* end of the input file */
+    done += n;
+  }
+  return done;
+#else
+  (void)fd_in; (void)off_in; (void)fd_out; (void)off_out; (void)length;
+  return -ENOSYS;
+#endif
+}
+
+static napi_value js_fallocate(napi_env env, napi_callback_info info) {
+  int64_t a[4];
+  if (!args_i64(env, info, 4, a)) return NULL;
+#ifdef __linux__
+  int rc;
+  do rc = fallocate((int)a[0], (int)a[1], (off_t)a[2], (off_t)a[3]); while (rc < 0 && errno == EINTR);
+  return number(env, rc < 0 ? -errno : 0);
+#else
+  return number(env, -ENOSYS);
+#endif
+}
+
+static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
+  int64_t a[5];
+  if (!args_i64(env, info, 5, a)) return NULL;
+  return number(env, do_copy(a[0], a[1], a[2], a[3], a[4]));
+}
+
+static napi_value js_sync_file_range(napi_env env, napi_callback_info info) {
+  int64_t a[4];
+  if (!args_i64(env, info, 4, a)) return NULL;
+#ifdef __linux__
+  int rc;
+  do rc = sync_file_range((int)a[0], (off_t)a[1], (off_t)a[2], (unsigned int)a[3]); while (rc < 0 && errno == EINTR);
+  return number(env, rc < 0 ? -errno : 0);
+#else
+  return number(env, -ENOSYS);
+#endif
+}
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int64_t a[5];
+  int64_t result;
+} copy_job;
+
+static void copy_execute(napi_env env, void *data) {
+  (void)env;
+  copy_job *job = data;
+  job->result = do_copy(job->a[0], job->a[1], job->a[2], job->a[3], job->a[4]);
+}
+
+static void copy_complete(napi_env env, napi_status status, void *data) {
+  copy_job *job = data;
+  if (status == napi_ok) {
+    napi_resolve_deferred(env, job->deferred, number(env, job->result));
+  } else {
+    napi_value message, error;
+    napi_create_string_utf8(env, "vhdx_native: copy cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &error);
+    napi_reject_deferred(env, job->deferred, error);
+  }
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static napi_value js_copy_file_range_async(napi_env env, napi_callback_info info) {
+  int64_t a[5];
+  if (!args_i64(env, info, 5, a)) return NULL;
+  copy_job *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "vhdx_native: out of memory");
+    return NULL;
+  }
+  for (int i = 0; i < 5; i++) job->a[i] = a[i];
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "vhdx_copy_file_range", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, copy_execute, copy_complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+    {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"copyFileRange", NULL, js_copy_file_range, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"copyFileRangeAsync", NULL, js_copy_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"syncFileRange", NULL, js_sync_file_range, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

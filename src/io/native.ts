@@ -1,0 +1,31 @@
+/**
+ * The optional native helper (native/vhdx_native.c, built at install by node-gyp): Linux file system
+ * calls Node.js does not expose. Only the Node file backend uses it; without it (another platform, no
+ * compiler at install, or VHDX_NATIVE=0 in the environment) the backend does plain reads and writes.
+ */
+import { createRequire } from 'node:module';
+
+/** Every call returns a negative errno on failure instead of throwing. */
+export interface NativeIo {
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
+  copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
+  syncFileRange(fd: number, offset: number, length: number, flags: number): number;
+}
+
+/** fallocate modes (linux/falloc.h). */
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+
+function load(): NativeIo | null {
+  if (process.env.VHDX_NATIVE === '0') return null;
+  try {
+    // dist/src/io/native.js -> build/Release at the package root.
+    return createRequire(import.meta.url)('../../../build/Release/vhdx_native.node') as NativeIo;
+  } catch {
+    return null;
+  }
+}
+
+/** The helper, or null when it is not built or turned off. */
+export const native: NativeIo | null = load();
