@@ -40,6 +40,7 @@ import {
   identical,
   median,
   min,
+  nodeStartupLine,
   runOk,
   settle,
   syncCalls,
@@ -188,7 +189,7 @@ async function bench(config: Config, layout: ReturnType<typeof alternatingLayout
       `${formatBytes(config.segment)} alternating with never-written holes; VHDX block size ${formatBytes(config.blockSize)}`,
   );
   console.log(`  temp: ${dir}`);
-  console.log(`  ${loadLine()}`);
+  console.log(`  ${loadLine()}; ${nodeStartupLine()}`);
 
   // Inputs: the raw file first, then the VHDX made from it by qemu-img. The VHDX is created empty and
   // filled with --target-is-zero, so the holes are never written (qemu marks fresh dynamic blocks ZERO).
@@ -209,7 +210,8 @@ async function bench(config: Config, layout: ReturnType<typeof alternatingLayout
 
   const node = process.execPath;
   const contenders: Contender[] = [
-    { key: 'vhdx', label: 'vhdx convert', command: node, args: (o) => [join(ROOT, 'bin', 'vhdx'), 'convert', img, o] },
+    // bin/vhdx run as an executable, as a user runs it (its sh line drops NODE_EXTRA_CA_CERTS).
+    { key: 'vhdx', label: 'vhdx convert', command: join(ROOT, 'bin', 'vhdx'), args: (o) => ['convert', img, o] },
     { key: 'qemu', label: 'qemu-img convert -O raw', command: 'qemu-img', args: (o) => ['convert', '-f', 'vhdx', '-O', 'raw', img, o] },
     { key: 'cp', label: 'cp --sparse=auto (raw)', command: 'cp', args: (o) => ['--sparse=auto', raw, o] },
     { key: 'lib', label: 'vhdx library, no fsync *', command: node, args: (o) => [process.argv[1]!, CHILD_FLAG, img, o] },

@@ -137,13 +137,13 @@ function measure(dir: string, sourceKind: 'zeros' | 'holes', size: number, regio
   const raw = join(dir, `source-${sourceKind}.raw`);
   makeSource(raw, size, region, sourceKind);
   const contenders: Contender[] = [
-    { key: 'vhdx', label: 'vhdx convert', out: join(dir, 'out-vhdx.vhdx'), format: 'vhdx', command: process.execPath, args: [], info: false },
+    { key: 'vhdx', label: 'vhdx convert', out: join(dir, 'out-vhdx.vhdx'), format: 'vhdx', command: VHDX_BIN, args: [], info: false },
     { key: 'qemu', label: 'qemu-img convert -O vhdx', out: join(dir, 'out-qemu.vhdx'), format: 'vhdx', command: 'qemu-img', args: [], info: false },
     { key: 'cp', label: 'cp', out: join(dir, 'out-cp.raw'), format: 'raw', command: 'cp', args: [], info: false },
     { key: 'nosync', label: 'vhdx lib, flush no-op (info)', out: join(dir, 'out-nosync.vhdx'), format: 'vhdx', command: process.execPath, args: [], info: true },
   ];
   for (const c of contenders) {
-    if (c.key === 'vhdx') c.args = [VHDX_BIN, 'convert', raw, c.out];
+    if (c.key === 'vhdx') c.args = ['convert', raw, c.out]; // the executable, as a user runs it
     if (c.key === 'qemu') c.args = ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic,block_size=32M', raw, c.out];
     if (c.key === 'cp') c.args = [raw, c.out];
     if (c.key === 'nosync') c.args = [process.argv[1]!, CHILD, raw, c.out];

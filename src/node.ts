@@ -4,8 +4,10 @@
  */
 import { access, realpath, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { create, resolveCreateOptions, type CreateOptions } from './ops/create.js';
-import { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
+// create and merge are loaded when first needed: opening and reading an image (most commands) never
+// needs them, and every module costs start-up time.
+import type { CreateOptions } from './ops/create.js';
+import type { MergeOptions, MergeResult } from './ops/merge.js';
 import { VhdxError } from './format/errors.js';
 import { NodeFileBackend } from './io/node-file.js';
 import { VhdxImage } from './image/image.js';
@@ -110,6 +112,7 @@ export async function locateParent(childPath: string, entries: Record<string, st
 export async function createChild(childPath: string, parentPath: string, options: Omit<CreateOptions, 'parent' | 'virtualSize'> = {}): Promise<void> {
   // Everything that can be refused is refused before the child's path is touched.
   if (options.type === 'fixed') throw new VhdxError('INVALID_ARGUMENT', 'a differencing disk cannot be fixed', { file: childPath });
+  const { create, resolveCreateOptions } = await import('./ops/create.js');
   const parent = await openImage(parentPath);
   try {
     const absolute = resolve(parentPath);
@@ -152,6 +155,7 @@ export async function commitImage(childPath: string, options: MergeOptions & { p
       await parent.close();
       throw error;
     }
+    const { mergeIntoParent } = await import('./ops/merge.js');
     result = await mergeIntoParent(child, options);
   } finally {
     await child.close();

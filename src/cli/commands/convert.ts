@@ -5,8 +5,7 @@ import { attachParents } from '../../node.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { VhdxImage } from '../../image/image.js';
 import { convertToRaw } from '../../ops/convert.js';
-import { convertToVhdx } from '../../ops/convert-to-vhdx.js';
-import { rawSource, streamSource, vhdxSource, type DiskSource } from '../../ops/source.js';
+import type { DiskSource } from '../../ops/source.js';
 import { hasSignature } from '../../format/bytes.js';
 import { VhdxError } from '../../format/errors.js';
 import { readFully } from '../../io/backend.js';
@@ -57,11 +56,13 @@ export const convert: Command = {
     let inputBackend: NodeFileBackend | null = null;
     let image: VhdxImage | null = null;
     try {
-      let source: DiskSource;
+      // The VHDX writing modules load only when the output is VHDX (start-up time of a raw conversion).
+      let source: DiskSource | null = null;
       let onProgress = (done: number, total: number): void => progress.update(done, total);
       if (input === '-') {
         // Progress counts the bytes received, which advances smoothly even with large blocks.
         onProgress = () => undefined;
+        const { streamSource } = await import('../../ops/source.js');
         source = streamSource(stdinOfSize(stdinSize, stop, (n) => progress.update(n, stdinSize)), stdinSize);
       } else {
         inputBackend = await NodeFileBackend.open(input!, { readOnly: true });
@@ -70,8 +71,8 @@ export const convert: Command = {
         if (hasSignature(magic, 0, 'vhdxfile')) {
           image = await VhdxImage.open(inputBackend, { readOnly: true });
           await attachParents(image, input!, parentOptions(values)); // a differencing disk is flattened with its chain
-          source = vhdxSource(image);
         } else {
+          const { rawSource } = await import('../../ops/source.js');
           source = rawSource(inputBackend, await inputBackend.size());
         }
       }
@@ -91,6 +92,8 @@ export const convert: Command = {
           // plain copy, with no metadata whose ordering matters. `sync` makes it durable when needed.
           await convertToRaw(image!, { kind: 'file', backend: output }, { onProgress, signal: stop.signal });
         } else {
+          const { convertToVhdx } = await import('../../ops/convert-to-vhdx.js');
+          source ??= (await import('../../ops/source.js')).vhdxSource(image!);
           await convertToVhdx(source, output, { ...shape, onProgress, signal: stop.signal }); // closes the image it made, durably
         }
         // A signal that arrives once the copy is done still means the user did not want the output.
