@@ -12,8 +12,8 @@ export interface NodeFileOptions {
   create?: boolean;
 }
 
-/** Writes up to this size are issued synchronously (see `write`). */
-const SYNC_WRITE_LIMIT = 64 * 1024;
+/** Writes up to this size are issued synchronously (see `write`); the copy pieces of convert are this size. */
+const SYNC_WRITE_LIMIT = 128 * 1024;
 /** Reads up to this size are synchronous system calls (a page-cache copy costs less than a thread-pool trip). */
 const SYNC_READ_LIMIT = 128 * 1024;
 /** Large writes go in slices of this size: measured 15-20% faster than one 32 MiB write into the page cache. */

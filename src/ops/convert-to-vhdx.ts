@@ -1,8 +1,8 @@
 /**
  * Copying a virtual disk (raw, stream or another VHDX) into a new VHDX image. The copy goes a block at
  * a time so every allocation is written whole (no zero fill then overwrite); blocks that read as all
- * zeros are skipped, so a dynamic output stays sparse. Each block is copied in 2 MiB pieces, each written
- * right after it is read, while it is still in the CPU cache.
+ * zeros are skipped, so a dynamic output stays sparse. Each block is copied in 128 KiB pieces, each
+ * written right after it is read, while it is still in the CPU cache.
  * All BAT changes are committed by one flush at the end (split only where the log is too small).
  */
 import { copyBuffer } from './buffers.js';
@@ -13,8 +13,13 @@ import { VhdxImage } from '../image/image.js';
 import { create, type CreateOptions } from './create.js';
 import type { DiskSource } from './source.js';
 
-/** Bytes read and then written per step (see `ImageWriter.copyBlockFrom`). */
-const COPY_PIECE = 2 * 1024 * 1024;
+/**
+ * Bytes read and then written per step (see `ImageWriter.copyBlockFrom`). 128 KiB keeps the piece in the
+ * CPU cache between the read, the zero check and the (synchronous) write: on the development machine a
+ * 2 GiB raw disk converted in 1.5-1.6 s of which 0.7-0.9 s system time, against 2.9-4.1 s (2.0-2.9 s
+ * system time) with 2 MiB pieces, interleaved runs.
+ */
+const COPY_PIECE = 128 * 1024;
 
 export interface ConvertToVhdxOptions extends Omit<CreateOptions, 'virtualSize' | 'onProgress'> {
   onProgress?: (done: number, total: number) => void;
