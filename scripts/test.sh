@@ -11,6 +11,10 @@ command -v vhdiinfo >/dev/null || need+=(libvhdi-utils)
 command -v nbdinfo >/dev/null || need+=(libnbd-bin)
 command -v strace >/dev/null || need+=(strace)
 command -v tmux >/dev/null || need+=(tmux)
+# The native helper (fallocate, copy_file_range) is built by node-gyp at `npm ci`; its test requires it.
+command -v g++ >/dev/null || need+=(g++)
+command -v make >/dev/null || need+=(make)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
