@@ -200,6 +200,11 @@ class Input {
     return out;
   }
 
+  /** Exactly `n` bytes if they have arrived already (no promise, no event-loop turn), else null. */
+  takeIfReady(n: number): Buffer | null {
+    return n > 0 && this.length >= n ? this.take(n) : null;
+  }
+
   /** Exactly `n` bytes, or null if the stream ends first. */
   read(n: number): Promise<Buffer | null> {
     if (n === 0) return Promise.resolve(Buffer.alloc(0));
@@ -468,8 +473,8 @@ class Connection {
 
   private async serve(): Promise<void> {
     for (;;) {
-      await this.room();
-      const headerBytes = await this.input.read(P.REQUEST_HEADER_SIZE);
+      if (this.inFlight.size >= MAX_IN_FLIGHT || this.socket.writableLength > WRITE_HIGH_WATER) await this.room();
+      const headerBytes = this.input.takeIfReady(P.REQUEST_HEADER_SIZE) ?? (await this.input.read(P.REQUEST_HEADER_SIZE));
       if (!headerBytes) break;
       const request = P.decodeRequest(headerBytes);
       if (!request.magicOk) {
@@ -492,6 +497,7 @@ class Connection {
       }
       this.requests++;
       this.shared.totals.requests++;
+      if (request.type === P.NBD_CMD_READ && this.readInline(request)) continue;
       const work = this.execute(request, payload).catch(() => undefined);
       this.inFlight.add(work);
       void work.then(() => this.inFlight.delete(work));
@@ -622,16 +628,43 @@ class Connection {
   }
 
   /**
+   * The common small read of stored data, answered at once: one buffer holds the reply header and the
+   * bytes read into it from the page cache (`readSmall`), one socket write, no promise. A simple reply
+   * takes any mix of data and zeros; a structured one only a single data extent (holes and mixes go
+   * the general way, as chunks). False, with nothing sent, when the request needs the general path
+   * (errors included).
+   */
+  private readInline(request: P.Request): boolean {
+    const { image, directFd, shuttingDown } = this.shared;
+    const { flags, offset, length, handle } = request;
+    if (directFd === null || shuttingDown || length === 0 || length > SMALL_READ) return false;
+    if (flags & ~allowedFlags(P.NBD_CMD_READ, this.structured)) return false;
+    if (!(offset <= image.virtualSize && length <= image.virtualSize - offset)) return false;
+    const extents = image.extents(offset, length);
+    if (this.structured && (extents.length !== 1 || extents[0]!.kind !== 'data')) return false;
+    const header = this.structured ? P.encodeDataChunkHeader(P.NBD_REPLY_FLAG_DONE, handle, offset, length) : P.encodeSimpleReply(0, handle);
+    const reply = Buffer.allocUnsafe(header.length + length);
+    reply.set(header, 0);
+    try {
+      if (!this.readSmall(reply.subarray(header.length), offset, extents)) return false;
+    } catch {
+      return false; // the general path reads again and answers with the error
+    }
+    this.count(length);
+    this.send(reply);
+    return true;
+  }
+
+  /**
    * Small reads straight from the page cache: a positional read on the event loop costs a few
    * microseconds, a trip through the thread pool several times that (it decided the random 4 KiB read
    * benchmark). Same bytes as `readInto`: the extents give the file offsets, zeros elsewhere. Used only
    * when the image's bytes are all in the file (no log replayed in memory, no parent). False when the
    * caller must use `readInto`.
    */
-  private readSmall(target: Buffer, offset: number): boolean {
+  private readSmall(target: Buffer, offset: number, extents = this.shared.image.extents(offset, target.length)): boolean {
     const fd = this.shared.directFd;
     if (fd === null || target.length > SMALL_READ) return false;
-    const extents = this.shared.image.extents(offset, target.length);
     if (extents.some((e) => e.kind === 'parent')) return false;
     let done = 0;
     for (const e of extents) {
