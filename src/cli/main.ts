@@ -1,6 +1,9 @@
 /** The `vhdx` command line: dispatch, help, and the one-line error contract. */
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { nativeSummary } from '../io/native.js';
+import { packageRoot } from '../io/package-root.js';
 import { VhdxError } from '../format/errors.js';
 import type { Command } from './command.js';
 import { Interrupted } from './interrupt.js';
@@ -22,7 +25,8 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
 ];
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const root = packageRoot(import.meta.url);
+  const pkg = JSON.parse(readFileSync(join(root ?? '.', 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
 
@@ -63,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
       return args.length === 0 ? 2 : 0;
     }
     if (args[0] === '--version' || args[0] === '-V') {
-      process.stdout.write(`vhdx ${version()}\n`);
+      process.stdout.write(`vhdx ${version()} (${nativeSummary()})\n`);
       return 0;
     }
     const entry = COMMANDS.find((c) => c.name === args[0]);

@@ -4,6 +4,8 @@
  * compiler at install, or VHDX_NATIVE=0 in the environment) the backend does plain reads and writes.
  */
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { packageRoot } from './package-root.js';
 
 /** Every call returns a negative errno on failure instead of throwing. */
 export interface NativeIo {
@@ -19,9 +21,10 @@ export const FALLOC_FL_ZERO_RANGE = 0x10;
 
 function load(): NativeIo | null {
   if (process.env.VHDX_NATIVE === '0') return null;
+  const root = packageRoot(import.meta.url);
+  if (!root) return null;
   try {
-    // dist/src/io/native.js -> build/Release at the package root.
-    return createRequire(import.meta.url)('../../../build/Release/vhdx_native.node') as NativeIo;
+    return createRequire(import.meta.url)(join(root, 'build', 'Release', 'vhdx_native.node')) as NativeIo;
   } catch {
     return null;
   }
@@ -29,3 +32,8 @@ function load(): NativeIo | null {
 
 /** The helper, or null when it is not built or turned off. */
 export const native: NativeIo | null = load();
+
+/** For `vhdx --version`: which native calls the file backend has. */
+export function nativeSummary(): string {
+  return native ? 'native helper: fallocate, copy_file_range' : 'no native helper: plain file I/O';
+}

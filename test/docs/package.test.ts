@@ -45,7 +45,7 @@ describe('package contents', () => {
 
   test('npm pack ships the library, its declarations and the launcher, and no tests or sources', () => {
     const files = packedFiles();
-    for (const required of ['package.json', 'README.md', 'bin/vhdx', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/node.d.ts', 'dist/src/cli/main.js']) {
+    for (const required of ['package.json', 'README.md', 'bin/vhdx', 'dist/cli.js', 'binding.gyp', 'native/vhdx_native.c', 'scripts/build-native.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/node.d.ts', 'dist/src/cli/main.js']) {
       assert.ok(files.includes(required), `${required} is not in the package`);
     }
     // Every compiled library module and its declarations, so every import and type reference resolves.
