@@ -17,13 +17,13 @@
  * (not read back through vhdx). Target: chain/standalone <= 1.5 (best of N). The exit status is 0
  * whatever the ratio; it is 1 only if an output is wrong or a command fails.
  */
-import { copyFileSync, existsSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { copyFileSync, existsSync, closeSync, mkdtempSync, openSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createChild, openImage } from '../src/node.js';
-import { GiB, KiB, MiB, ROOT, available, formatBytes, formatSeconds, freeBytes, identical, median, min, runOk, settle, table, timeCommand, versionLine, warmPageCache, writeSparseRandomRaw, type Segment } from './lib.js';
+import { GiB, KiB, MiB, ROOT, available, formatBytes, formatSeconds, freeBytes, identical, loadLine, median, min, runOk, settle, table, timeCommand, versionLine, warmPageCache, writeSparseRandomRaw, type Segment } from './lib.js';
 import { rng } from '../test/model.js';
 
 interface Config {
@@ -60,20 +60,6 @@ function scatteredRanges(config: Config, random: () => number): { offset: number
     total += length;
   }
   return out;
-}
-
-function loadLine(): string {
-  const cpus = availableParallelism();
-  const load = loadavg()[0]!;
-  let pressure = '';
-  try {
-    const some = /some avg10=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
-    if (some) pressure = `, CPU pressure ${some[1]}%`;
-  } catch {
-    // not Linux, or PSI disabled
-  }
-  const note = load > cpus / 2 ? ' (busy machine: expect noisy figures; compare best and median)' : '';
-  return `load average ${load.toFixed(2)} on ${cpus} CPUs${pressure}${note}`;
 }
 
 function usage(): string {

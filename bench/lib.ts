@@ -1,7 +1,8 @@
 /** Small helpers shared by the benchmarks: running and timing programs, files, formatting. */
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, fdatasyncSync, ftruncateSync, openSync, readSync, statSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, ftruncateSync, openSync, readFileSync, readSync, statSync, statfsSync, writeSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -44,6 +45,22 @@ export function timeCommand(command: string, args: string[]): number {
   if (r.error) throw new Error(`cannot run ${command}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.status ?? r.signal}: ${r.stderr.toString().trim()}`);
   return seconds;
+}
+
+/** The machine's load: other work competing for the CPUs or the disk makes every figure noisier. */
+export function loadLine(): string {
+  const cpus = availableParallelism();
+  const load = loadavg()[0]!;
+  let pressure = '';
+  try {
+    // Linux pressure stall information: the share of the last 10 s in which some task waited for a CPU.
+    const some = /some avg10=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
+    if (some) pressure = `, CPU pressure ${some[1]}%`;
+  } catch {
+    // not Linux, or PSI disabled
+  }
+  const note = load > cpus / 2 ? ' (busy machine: expect noisy figures; compare best and median)' : '';
+  return `load average ${load.toFixed(2)} on ${cpus} CPUs${pressure}${note}`;
 }
 
 /**

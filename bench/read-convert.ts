@@ -20,8 +20,8 @@
  * Targets: vhdx/qemu-img <= 1.0 and vhdx/cp <= 1.3. The exit status is 0 whatever the ratios; it is 1
  * only if an output is wrong or a tool fails.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { NodeFileBackend } from '../src/io/node-file.js';
@@ -39,6 +39,7 @@ import {
   freeBytes,
   identical,
   median,
+  loadLine,
   min,
   nodeStartupLine,
   runOk,
@@ -90,22 +91,6 @@ async function childConvert(image: string, out: string): Promise<void> {
   } finally {
     await vhdx.close();
   }
-}
-
-/** The machine's load: other work competing for the CPUs or the disk makes every figure noisier. */
-function loadLine(): string {
-  const cpus = availableParallelism();
-  const load = loadavg()[0]!;
-  let pressure = '';
-  try {
-    // Linux pressure stall information: the share of the last 10 s in which some task waited for a CPU.
-    const some = /some avg10=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
-    if (some) pressure = `, CPU pressure ${some[1]}%`;
-  } catch {
-    // not Linux, or PSI disabled
-  }
-  const note = load > cpus / 2 ? ' (busy machine: expect noisy figures; compare best and median)' : '';
-  return `load average ${load.toFixed(2)} on ${cpus} CPUs${pressure}${note}`;
 }
 
 function usage(): string {
