@@ -13,13 +13,12 @@ libvhdi reads it is also written to OUT (so a test can compare every byte, not j
 
 Needs Debian's python3-libvhdi, importable only with /usr/bin/python3.
 """
-import hashlib
 import json
 import sys
 
 import pyvhdi
 
-CHUNK = 4 << 20
+from vhdi_stream import stream
 
 
 def guid_text(value):
@@ -60,43 +59,12 @@ def main(argv):
                 parent_id = guid_text(f.get_parent_identifier())
             layers.append({"diskType": f.get_disk_type(), "identifier": guid_text(f.get_identifier()), "parentIdentifier": parent_id})
         top = files[0]
-        size = top.get_media_size()
-        raw = open(raw_path, "rb") if raw_path is not None else None
-        dump = open(dump_path, "wb") if dump_path is not None else None
-        try:
-            digest = hashlib.sha256()
-            first_difference = None
-            offset = 0
-            while offset < size:
-                n = min(CHUNK, size - offset)
-                data = top.read_buffer_at_offset(n, offset)
-                if len(data) != n:
-                    raise RuntimeError("short read at %d: %d of %d bytes" % (offset, len(data), n))
-                digest.update(data)
-                if dump is not None:
-                    dump.write(data)
-                if raw is not None and first_difference is None:
-                    expected = raw.read(n)
-                    if expected != data:
-                        i = next((k for k in range(min(len(expected), n)) if expected[k] != data[k]), min(len(expected), n))
-                        first_difference = {
-                            "offset": offset + i,
-                            "libvhdi": data[i] if i < n else None,
-                            "expected": expected[i] if i < len(expected) else None,
-                        }
-                offset += n
-            if raw is not None and first_difference is None and raw.read(1):
-                first_difference = {"offset": size, "libvhdi": None, "expected": "raw file is longer"}
-        finally:
-            if raw is not None:
-                raw.close()
-            if dump is not None:
-                dump.close()
+        size, sha256, first_difference = stream(top, raw_path=raw_path, dump_path=dump_path)
         print(json.dumps({
             "mediaSize": size,
             "bytesPerSector": top.get_bytes_per_sector(),
             "diskType": top.get_disk_type(),
-            "sha256": digest.hexdigest(),
+            "sha256": sha256,
             "firstDifference": first_difference,
             "layers": layers,
         }))

@@ -9,13 +9,12 @@ offset with both byte values (null when identical, including equal length).
 
 Needs Debian's python3-libvhdi, importable only with /usr/bin/python3.
 """
-import hashlib
 import json
 import sys
 
 import pyvhdi
 
-CHUNK = 4 << 20
+from vhdi_stream import stream
 
 
 def main(argv):
@@ -23,43 +22,19 @@ def main(argv):
         sys.stderr.write("usage: vhdi-read.py IMAGE [--compare RAW]\n")
         return 2
     image = argv[1]
-    raw = open(argv[3], "rb") if len(argv) == 4 else None
     f = pyvhdi.file()
     f.open(image)
     try:
-        size = f.get_media_size()
-        digest = hashlib.sha256()
-        first_difference = None
-        offset = 0
-        while offset < size:
-            n = min(CHUNK, size - offset)
-            data = f.read_buffer_at_offset(n, offset)
-            if len(data) != n:
-                raise RuntimeError("short read at %d: %d of %d bytes" % (offset, len(data), n))
-            digest.update(data)
-            if raw is not None and first_difference is None:
-                expected = raw.read(n)
-                if expected != data:
-                    i = next((k for k in range(min(len(expected), n)) if expected[k] != data[k]), min(len(expected), n))
-                    first_difference = {
-                        "offset": offset + i,
-                        "libvhdi": data[i] if i < n else None,
-                        "expected": expected[i] if i < len(expected) else None,
-                    }
-            offset += n
-        if raw is not None and first_difference is None and raw.read(1):
-            first_difference = {"offset": size, "libvhdi": None, "expected": "raw file is longer"}
+        size, sha256, first_difference = stream(f, raw_path=argv[3] if len(argv) == 4 else None)
         print(json.dumps({
             "mediaSize": size,
             "bytesPerSector": f.get_bytes_per_sector(),
             "diskType": f.get_disk_type(),
-            "sha256": digest.hexdigest(),
+            "sha256": sha256,
             "firstDifference": first_difference,
         }))
     finally:
         f.close()
-        if raw is not None:
-            raw.close()
     return 0
 
 
