@@ -2,9 +2,8 @@
  * vhdx_native: the few Linux file system calls that Node.js does not expose, for the file backend.
  *
  *   fallocate(fd, mode, offset, length)                       -> 0 or -errno
- *   copyFileRange(fdIn, offIn, fdOut, offOut, length)         -> bytes copied (>= 0) or -errno
- *   copyFileRangeAsync(fdIn, offIn, fdOut, offOut, length)    -> Promise of the same, on the thread pool
- *   syncFileRange(fd, offset, length, flags)                  -> 0 or -errno
+ *   copyFileRangeAsync(fdIn, offIn, fdOut, offOut, length)    -> Promise of the bytes copied (>= 0) or
+ *                                                                -errno, copied on the thread pool
  *
  * Errors are returned, never thrown: the caller decides whether to fall back to plain reads and
  * writes (EOPNOTSUPP, EXDEV, ENOSYS ...) or to report the error. Offsets and lengths arrive as
@@ -84,24 +83,6 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
 #endif
 }
 
-static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
-  int64_t a[5];
-  if (!args_i64(env, info, 5, a)) return NULL;
-  return number(env, do_copy(a[0], a[1], a[2], a[3], a[4]));
-}
-
-static napi_value js_sync_file_range(napi_env env, napi_callback_info info) {
-  int64_t a[4];
-  if (!args_i64(env, info, 4, a)) return NULL;
-#ifdef __linux__
-  int rc;
-  do rc = sync_file_range((int)a[0], (off_t)a[1], (off_t)a[2], (unsigned int)a[3]); while (rc < 0 && errno == EINTR);
-  return number(env, rc < 0 ? -errno : 0);
-#else
-  return number(env, -ENOSYS);
-#endif
-}
-
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
@@ -149,9 +130,7 @@ static napi_value js_copy_file_range_async(napi_env env, napi_callback_info info
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"copyFileRange", NULL, js_copy_file_range, NULL, NULL, NULL, napi_enumerable, NULL},
     {"copyFileRangeAsync", NULL, js_copy_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"syncFileRange", NULL, js_sync_file_range, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -10,13 +10,10 @@ import { packageRoot } from './package-root.js';
 /** Every call returns a negative errno on failure instead of throwing. */
 export interface NativeIo {
   fallocate(fd: number, mode: number, offset: number, length: number): number;
-  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
   copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
-  syncFileRange(fd: number, offset: number, length: number, flags: number): number;
 }
 
-/** fallocate modes (linux/falloc.h). */
-export const FALLOC_FL_KEEP_SIZE = 0x01;
+/** fallocate mode (linux/falloc.h): zero a range, allocated, growing the file if it ends past it. */
 export const FALLOC_FL_ZERO_RANGE = 0x10;
 
 function load(): NativeIo | null {

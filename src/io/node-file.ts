@@ -82,7 +82,7 @@ export class NodeFileBackend implements Backend {
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
-    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
+    this.assertWritable();
     try {
       let done = 0;
       if (data.length <= SYNC_WRITE_LIMIT) {
@@ -105,7 +105,7 @@ export class NodeFileBackend implements Backend {
    * plain allocation for a range at or past the end of the file (which holds no bytes to clear).
    */
   async writeZeros(position: number, length: number): Promise<void> {
-    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
+    this.assertWritable();
     if (length <= 0) return;
     if (native && length >= FALLOCATE_MIN) {
       const fd = this.handle.fd;
@@ -127,7 +127,7 @@ export class NodeFileBackend implements Backend {
 
   /** copy_file_range between two files of this backend kind, on the thread pool. */
   async copyFrom(source: Backend, sourcePosition: number, position: number, length: number): Promise<number> {
-    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
+    this.assertWritable();
     if (!native || this.noCopyRange || !(source instanceof NodeFileBackend) || length <= 0) return 0;
     const n = await native.copyFileRangeAsync(source.handle.fd, sourcePosition, this.handle.fd, position, length);
     if (n >= 0) return n;
@@ -155,12 +155,16 @@ export class NodeFileBackend implements Backend {
   }
 
   async truncate(size: number): Promise<void> {
-    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
+    this.assertWritable();
     try {
       await this.handle.truncate(size);
     } catch (error) {
       throw toVhdxError(error, this.name);
     }
+  }
+
+  private assertWritable(): void {
+    if (this.readOnly) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.name });
   }
 
   async close(): Promise<void> {

@@ -153,7 +153,7 @@ describe('the native helper', () => {
     assert.notEqual(native, null, 'build/Release/vhdx_native.node is missing: `node scripts/build-native.js` says why');
     assert.equal(native!.fallocate(-1 >>> 0, 0, 0, 1) < 0, true, 'a bad descriptor is an error code, not a throw');
     assert.throws(() => native!.fallocate(0, 0, -1, 1), TypeError, 'negative offsets are refused before any call');
-    assert.throws(() => native!.copyFileRange(0, 0, 1, 0, 2 ** 60), TypeError, 'lengths past 2^53 are refused');
+    assert.throws(() => native!.copyFileRangeAsync(0, 0, 1, 0, 2 ** 60), TypeError, 'lengths past 2^53 are refused');
   });
 
   test('VHDX_NATIVE=0 turns it off', () => {
