@@ -4,6 +4,10 @@
  *   fallocate(fd, mode, offset, length)                       -> 0 or -errno
  *   copyFileRangeAsync(fdIn, offIn, fdOut, offOut, length)    -> Promise of the bytes copied (>= 0) or
  *                                                                -errno, copied on the thread pool
+ *   alignedBuffer(length)                                     -> an ArrayBuffer of `length` bytes whose
+ *                                                                memory starts on a 4096-byte boundary
+ *                                                                (O_DIRECT needs aligned memory, which
+ *                                                                JavaScript cannot ask for)
  *
  * Errors are returned, never thrown: the caller decides whether to fall back to plain reads and
  * writes (EOPNOTSUPP, EXDEV, ENOSYS ...) or to report the error. Offsets and lengths arrive as
@@ -14,6 +18,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <node_api.h>
 
@@ -127,10 +132,42 @@ static napi_value js_copy_file_range_async(napi_env env, napi_callback_info info
   return promise;
 }
 
+#define ALIGNMENT 4096
+#define MAX_ALIGNED (1LL << 30)
+
+static void free_aligned(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static napi_value js_aligned_buffer(napi_env env, napi_callback_info info) {
+  int64_t a[1];
+  if (!args_i64(env, info, 1, a)) return NULL;
+  if (a[0] <= 0 || a[0] > MAX_ALIGNED || a[0] % ALIGNMENT != 0) {
+    napi_throw_range_error(env, NULL, "vhdx_native: aligned buffer length must be a positive multiple of 4096 up to 1 GiB");
+    return NULL;
+  }
+  void *memory = NULL;
+  if (posix_memalign(&memory, ALIGNMENT, (size_t)a[0]) != 0) {
+    napi_throw_error(env, NULL, "vhdx_native: out of memory");
+    return NULL;
+  }
+  memset(memory, 0, (size_t)a[0]);
+  napi_value out;
+  if (napi_create_external_arraybuffer(env, memory, (size_t)a[0], free_aligned, NULL, &out) != napi_ok) {
+    free(memory);
+    napi_throw_error(env, NULL, "vhdx_native: cannot wrap aligned memory");
+    return NULL;
+  }
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
     {"copyFileRangeAsync", NULL, js_copy_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,6 +1,6 @@
 /** Public API of the vhdx library. */
 export { VhdxError, isVhdxError, type VhdxErrorCode } from './format/errors.js';
-export { writeZeros, type Backend } from './io/backend.js';
+export { writeZeros, withoutFlush, CACHE_MODES, type Backend, type CacheMode } from './io/backend.js';
 export { MemoryBackend } from './io/memory.js';
 export { NodeFileBackend, type NodeFileOptions } from './io/node-file.js';
 export { PowerLossBackend, PowerCut, type CrashModel } from './io/power-loss.js';

@@ -10,6 +10,7 @@ import type { CreateOptions } from './ops/create.js';
 import type { MergeOptions, MergeResult } from './ops/merge.js';
 import { VhdxError } from './format/errors.js';
 import { NodeFileBackend } from './io/node-file.js';
+import type { CacheMode } from './io/backend.js';
 import { VhdxImage } from './image/image.js';
 import type { OpenOptions } from './image/open.js';
 
@@ -23,6 +24,8 @@ export interface OpenImageOptions extends Omit<OpenOptions, 'parent'> {
    * then fail with PARENT_REQUIRED).
    */
   parentPath?: string | false;
+  /** Writable opens: how writes use the host's cache (`writeback` by default; see `CacheMode`). Parents, opened read-only, ignore it. */
+  cache?: CacheMode;
 }
 
 /**
@@ -34,10 +37,10 @@ export async function openImage(path: string, options: OpenImageOptions = {}): P
 }
 
 async function openLayer(path: string, options: OpenImageOptions, seen: string[], readOnly: boolean): Promise<VhdxImage> {
-  const backend = await NodeFileBackend.open(path, { readOnly });
+  const backend = await NodeFileBackend.open(path, { readOnly, ...(options.cache ? { cache: options.cache } : {}) });
   let image: VhdxImage;
   try {
-    const { parentPath: _ignored, ...rest } = options;
+    const { parentPath: _ignored, cache: _backendOnly, ...rest } = options;
     image = await VhdxImage.open(backend, { ...rest, readOnly });
   } catch (error) {
     await backend.close();
@@ -68,7 +71,7 @@ export async function attachParents(image: VhdxImage, path: string, options: Ope
   if (parentReal === null) throw new VhdxError('NOT_FOUND', `parent ${parentPath} does not exist`, { file: path });
   if (parentReal === real) throw new VhdxError('PARENT_CHAIN', `the parent locator points at the image itself (${parentPath})`, { file: path });
   if (chain.includes(parentReal)) throw new VhdxError('PARENT_CHAIN', `the chain of parents loops back to ${parentPath}`, { file: path });
-  const { parentPath: _drop, ...deeper } = options;
+  const { parentPath: _drop, cache: _writableOnly, ...deeper } = options;
   const parent = await openLayer(parentPath, deeper, chain, true);
   try {
     image.attachParent(parent, { owned: true, ignoreParentLinkage: options.ignoreParentLinkage ?? false });
@@ -109,7 +112,7 @@ export async function locateParent(childPath: string, entries: Record<string, st
  * read-only, with its own chain, and never modified). The locator records the parent's DataWriteGuid,
  * its path relative to the child (Windows separators, as Windows writes it) and its absolute path.
  */
-export async function createChild(childPath: string, parentPath: string, options: Omit<CreateOptions, 'parent' | 'virtualSize'> = {}): Promise<void> {
+export async function createChild(childPath: string, parentPath: string, options: Omit<CreateOptions, 'parent' | 'virtualSize'> & { cache?: CacheMode } = {}): Promise<void> {
   // Everything that can be refused is refused before the child's path is touched.
   if (options.type === 'fixed') throw new VhdxError('INVALID_ARGUMENT', 'a differencing disk cannot be fixed', { file: childPath });
   const { create, resolveCreateOptions } = await import('./ops/create.js');
@@ -119,9 +122,10 @@ export async function createChild(childPath: string, parentPath: string, options
     let relativePath = relative(dirname(resolve(childPath)), absolute).split(sep).join('\\');
     if (!relativePath.startsWith('..')) relativePath = `.\\${relativePath}`;
     resolveCreateOptions({ ...options, virtualSize: parent.virtualSize, logicalSectorSize: parent.logicalSectorSize, physicalSectorSize: parent.physicalSectorSize });
-    const backend = await NodeFileBackend.open(childPath, { readOnly: false, create: true });
+    const { cache, ...shape } = options;
+    const backend = await NodeFileBackend.open(childPath, { readOnly: false, create: true, ...(cache ? { cache } : {}) });
     try {
-      await create(backend, { ...options, virtualSize: parent.virtualSize, parent: { image: parent, relativePath, absolutePath: absolute } });
+      await create(backend, { ...shape, virtualSize: parent.virtualSize, parent: { image: parent, relativePath, absolutePath: absolute } });
       await backend.close();
     } catch (error) {
       await backend.close();
@@ -138,8 +142,12 @@ export async function createChild(childPath: string, parentPath: string, options
  * the parent's own parents read-only), then removes the child when `removeChild` is set. See
  * `mergeIntoParent` for why a crash at any point is harmless.
  */
-export async function commitImage(childPath: string, options: MergeOptions & { parentPath?: string; removeChild?: boolean } = {}): Promise<MergeResult & { parent: string }> {
-  const child = await openImage(childPath, { readOnly: false, parentPath: false });
+export async function commitImage(
+  childPath: string,
+  options: MergeOptions & { parentPath?: string; removeChild?: boolean; cache?: CacheMode } = {},
+): Promise<MergeResult & { parent: string }> {
+  const cache = options.cache ? { cache: options.cache } : {};
+  const child = await openImage(childPath, { readOnly: false, parentPath: false, ...cache });
   let parentPath: string;
   let result: MergeResult;
   try {
@@ -148,7 +156,7 @@ export async function commitImage(childPath: string, options: MergeOptions & { p
     if ((await existingRealpath(parentPath, childPath)) === (await realpath(childPath))) {
       throw new VhdxError('PARENT_CHAIN', `the parent locator points at the image itself (${parentPath})`, { file: childPath });
     }
-    const parent = await openImage(parentPath, { readOnly: false });
+    const parent = await openImage(parentPath, { readOnly: false, ...cache });
     try {
       child.attachParent(parent, { owned: true });
     } catch (error) {
@@ -170,8 +178,8 @@ export async function commitImage(childPath: string, options: MergeOptions & { p
  * must match the child's linkage, unless `force` (the caller vouches that it holds the same content;
  * the linkage is then rewritten to it). Paths and linkage change through the child's log.
  */
-export async function rebaseImage(childPath: string, newParentPath: string, options: { force?: boolean } = {}): Promise<void> {
-  const child = await openImage(childPath, { readOnly: false, parentPath: false });
+export async function rebaseImage(childPath: string, newParentPath: string, options: { force?: boolean; cache?: CacheMode } = {}): Promise<void> {
+  const child = await openImage(childPath, { readOnly: false, parentPath: false, ...(options.cache ? { cache: options.cache } : {}) });
   try {
     if (child.type !== 'differencing') throw new VhdxError('INVALID_ARGUMENT', 'not a differencing disk: it has no parent to change', { file: childPath });
     if ((await existingRealpath(newParentPath, childPath)) === (await realpath(childPath))) {

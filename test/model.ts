@@ -5,6 +5,7 @@
  */
 import { VhdxImage } from '../src/image/image.js';
 import { PowerCut, PowerLossBackend } from '../src/io/power-loss.js';
+import { withoutFlush } from '../src/io/backend.js';
 import type { OpenOptions } from '../src/image/open.js';
 
 export type Op =
@@ -110,23 +111,25 @@ export async function runUntilCut(
   size: number,
   cutAt: number,
   sparse = false,
-  extra: { open?: OpenOptions; content?: Uint8Array } = {},
+  extra: { open?: OpenOptions; content?: Uint8Array; cache?: 'writeback' | 'unsafe' } = {},
 ): Promise<{ backend: PowerLossBackend; model: DiskModel; completed: boolean }> {
   const backend = new PowerLossBackend(initial, { cutAt });
+  // The unsafe cache mode: the image never reaches the disk's flush (the backend counts none).
+  const image = extra.cache === 'unsafe' ? withoutFlush(backend) : backend;
   const model = new DiskModel(size);
   if (extra.content) {
     model.current = extra.content.slice();
     model.committed = extra.content.slice();
   }
-  const open = (): Promise<VhdxImage> => VhdxImage.open(backend, { ...extra.open, readOnly: false, sparse });
+  const open = (): Promise<VhdxImage> => VhdxImage.open(image, { ...extra.open, readOnly: false, sparse });
   try {
-    let image = await open();
+    let opened = await open();
     for (const op of ops) {
       model.issue(op);
-      image = await applyOp(image, op, open);
+      opened = await applyOp(opened, op, open);
       if (op.kind === 'flush' || op.kind === 'reopen') model.durable();
     }
-    await image.close();
+    await opened.close();
     model.durable();
     return { backend, model, completed: true };
   } catch (error) {

@@ -79,3 +79,39 @@ export async function readFully(backend: Backend, target: Uint8Array, position: 
   }
   return done;
 }
+
+/**
+ * How a writable image uses the host's cache, with qemu-img's meanings:
+ * - `writeback` (the default): writes go through the page cache and every durability barrier is an
+ *   fdatasync, so data is durable before the metadata that points at it (the crash-safe order).
+ * - `unsafe`: no flush at all, for scratch images. A power loss may leave an image that opens but
+ *   holds garbage; a clean exit still leaves a complete, consistent image (the OS writes it back).
+ * - `none`: O_DIRECT where the file system allows it (the page cache is bypassed), with the barriers
+ *   of `writeback`.
+ */
+export type CacheMode = 'writeback' | 'unsafe' | 'none';
+
+export const CACHE_MODES: readonly CacheMode[] = ['writeback', 'unsafe', 'none'];
+
+/**
+ * `backend` with every flush turned into a no-op: the `unsafe` cache mode for any backend (the Node
+ * file backend takes the mode as an open option instead, without the extra call).
+ */
+export function withoutFlush(backend: Backend): Backend {
+  return {
+    get name() {
+      return backend.name;
+    },
+    get readOnly() {
+      return backend.readOnly;
+    },
+    read: (target, position) => backend.read(target, position),
+    write: (data, position) => backend.write(data, position),
+    flush: async () => undefined,
+    size: () => backend.size(),
+    truncate: (size) => backend.truncate(size),
+    close: () => backend.close(),
+    ...(backend.writeZeros ? { writeZeros: (position: number, length: number) => backend.writeZeros!(position, length) } : {}),
+    ...(backend.copyFrom ? { copyFrom: (source: Backend, from: number, position: number, length: number) => backend.copyFrom!(source, from, position, length) } : {}),
+  };
+}

@@ -11,6 +11,8 @@ import { packageRoot } from './package-root.js';
 export interface NativeIo {
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
+  /** Zeroed memory starting on a 4096-byte boundary (for O_DIRECT); `length` a multiple of 4096 up to 1 GiB. */
+  alignedBuffer(length: number): ArrayBuffer;
 }
 
 /** fallocate mode (linux/falloc.h): zero a range, allocated, growing the file if it ends past it. */
@@ -32,5 +34,5 @@ export const native: NativeIo | null = load();
 
 /** For `vhdx --version`: which native calls the file backend has. */
 export function nativeSummary(): string {
-  return native ? 'native helper: fallocate, copy_file_range' : 'no native helper: plain file I/O';
+  return native ? 'native helper: fallocate, copy_file_range, aligned buffers' : 'no native helper: plain file I/O';
 }

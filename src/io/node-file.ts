@@ -1,16 +1,28 @@
-/** The Node.js file backend: positional I/O on one file handle; flush is fsync. */
-import { constants, fstatSync, readSync, writeSync } from 'node:fs';
+/** The Node.js file backend: positional I/O on one file handle; flush is fdatasync (per the cache mode). */
+import { constants, fstatSync, ftruncateSync, readSync, writeSync } from 'node:fs';
 import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { VhdxError } from '../format/errors.js';
-import { writeZeroBytes, type Backend } from './backend.js';
+import { writeZeroBytes, type Backend, type CacheMode } from './backend.js';
 import { FALLOC_FL_ZERO_RANGE, native } from './native.js';
 
 export interface NodeFileOptions {
   readOnly?: boolean;
   /** Create the file (emptying it if it exists) instead of opening an existing one. */
   create?: boolean;
+  /**
+   * How writes use the page cache (see `CacheMode`): `writeback` (default) flushes with fdatasync,
+   * `unsafe` never flushes, `none` opens the file with O_DIRECT (aligned bounce buffers from the
+   * native helper; refused with UNSUPPORTED where the helper or the file system cannot do it).
+   * Read-only opens ignore it.
+   */
+  cache?: CacheMode;
 }
+
+/** O_DIRECT transfers start, end and sit in memory on this boundary (covers 512- and 4096-byte devices). */
+const DIRECT_ALIGN = 4096;
+/** Largest O_DIRECT transfer, and the size of the bounce buffer. */
+const DIRECT_PIECE = 1024 * 1024;
 
 /** Writes up to this size are issued synchronously (see `write`); the copy pieces of convert are this size. */
 const SYNC_WRITE_LIMIT = 128 * 1024;
@@ -29,7 +41,10 @@ const UNSUPPORTED = new Set([osConstants.errno.EOPNOTSUPP, osConstants.errno.ENO
 export class NodeFileBackend implements Backend {
   readonly name: string;
   readonly readOnly: boolean;
+  readonly cache: CacheMode;
   private readonly handle: FileHandle;
+  /** `cache: 'none'`: the aligned bounce buffer every O_DIRECT transfer goes through. */
+  private direct: Uint8Array | null = null;
   private closed = false;
   private lockPath: string | null = null;
   /** Which native calls this file's file system refused: not asked again. */
@@ -37,24 +52,39 @@ export class NodeFileBackend implements Backend {
   private noAllocate = false;
   private noCopyRange = false;
 
-  private constructor(name: string, handle: FileHandle, readOnly: boolean) {
+  private constructor(name: string, handle: FileHandle, readOnly: boolean, cache: CacheMode) {
     this.name = name;
     this.handle = handle;
     this.readOnly = readOnly;
+    this.cache = cache;
   }
 
   static async open(path: string, options: NodeFileOptions = {}): Promise<NodeFileBackend> {
     const readOnly = options.readOnly ?? true;
+    const cache = readOnly ? 'writeback' : (options.cache ?? 'writeback');
+    const direct = cache === 'none';
+    if (direct && !native) {
+      throw new VhdxError('UNSUPPORTED', 'cache mode none (O_DIRECT) needs the native helper for aligned buffers, which is not built here; use --cache writeback', { file: path });
+    }
     // Creating must not truncate before the write lock is held: open without O_TRUNC, empty it after.
-    const flags = options.create ? constants.O_RDWR | constants.O_CREAT : readOnly ? 'r' : 'r+';
+    const flags = (options.create ? constants.O_RDWR | constants.O_CREAT : readOnly ? constants.O_RDONLY : constants.O_RDWR) | (direct ? constants.O_DIRECT : 0);
     try {
-      const handle = await open(path, flags);
+      let handle: FileHandle;
+      try {
+        handle = await open(path, flags);
+      } catch (error) {
+        if (direct && (error as NodeJS.ErrnoException).code === 'EINVAL') {
+          throw new VhdxError('UNSUPPORTED', 'this file system refuses O_DIRECT (cache mode none); use --cache writeback', { file: path, cause: error });
+        }
+        throw error;
+      }
       const stat = await handle.stat();
       if (stat.isDirectory()) {
         await handle.close();
         throw new VhdxError('INVALID_ARGUMENT', 'is a directory', { file: path });
       }
-      const backend = new NodeFileBackend(path, handle, readOnly);
+      const backend = new NodeFileBackend(path, handle, readOnly, cache);
+      if (direct) backend.direct = new Uint8Array(native!.alignedBuffer(DIRECT_PIECE));
       if (!readOnly) {
         try {
           backend.lockPath = await acquireWriteLock(path);
@@ -73,6 +103,7 @@ export class NodeFileBackend implements Backend {
 
   async read(target: Uint8Array, position: number): Promise<number> {
     try {
+      if (this.direct) return this.readDirect(target, position);
       if (target.length <= SYNC_READ_LIMIT) return readSync(this.handle.fd, target, 0, target.length, position);
       const { bytesRead } = await this.handle.read(target, 0, target.length, position);
       return bytesRead;
@@ -84,6 +115,7 @@ export class NodeFileBackend implements Backend {
   async write(data: Uint8Array, position: number): Promise<void> {
     this.assertWritable();
     try {
+      if (this.direct) return this.writeDirect(data, position);
       let done = 0;
       if (data.length <= SYNC_WRITE_LIMIT) {
         // A small write into the page cache takes microseconds; handing it to the thread pool costs
@@ -137,8 +169,62 @@ export class NodeFileBackend implements Backend {
     return 0;
   }
 
+  /**
+   * O_DIRECT read: each piece is read into the aligned bounce buffer over whole 4096-byte units and
+   * the asked bytes are copied out. Synchronous, like every O_DIRECT transfer here, so no other
+   * transfer can run between the two halves of a read-modify-write.
+   */
+  private readDirect(target: Uint8Array, position: number): number {
+    const bounce = this.direct!;
+    let done = 0;
+    while (done < target.length) {
+      const at = position + done;
+      const start = at - (at % DIRECT_ALIGN);
+      const want = Math.min(target.length - done, DIRECT_PIECE - (at - start));
+      const span = Math.ceil((at - start + want) / DIRECT_ALIGN) * DIRECT_ALIGN;
+      const got = readSync(this.handle.fd, bounce, 0, span, start);
+      const useful = Math.min(want, got - (at - start));
+      if (useful <= 0) break;
+      target.set(bounce.subarray(at - start, at - start + useful), done);
+      done += useful;
+      if (useful < want) break; // end of file
+    }
+    return done;
+  }
+
+  /**
+   * O_DIRECT write: pieces of whole 4096-byte units through the bounce buffer; a unit the data covers
+   * only in part is read first (read-modify-write; past the end of the file it is zeros), and a write
+   * that grows the file to an end inside a unit leaves the file at that exact end.
+   */
+  private writeDirect(data: Uint8Array, position: number): void {
+    const bounce = this.direct!;
+    const fd = this.handle.fd;
+    const sizeBefore = fstatSync(fd).size;
+    let done = 0;
+    while (done < data.length) {
+      const at = position + done;
+      const start = at - (at % DIRECT_ALIGN);
+      const n = Math.min(data.length - done, DIRECT_PIECE - (at - start));
+      const span = Math.ceil((at - start + n) / DIRECT_ALIGN) * DIRECT_ALIGN;
+      if (at !== start || n !== span - (at - start)) {
+        // Only the first and last units can be partial: read them (zeros past the end of the file).
+        bounce.fill(0, 0, span);
+        if (start < sizeBefore) readSync(fd, bounce, 0, DIRECT_ALIGN, start);
+        const last = start + span - DIRECT_ALIGN;
+        if (span > DIRECT_ALIGN && last < sizeBefore) readSync(fd, bounce, span - DIRECT_ALIGN, DIRECT_ALIGN, last);
+      }
+      bounce.set(data.subarray(done, done + n), at - start);
+      for (let w = 0; w < span; ) w += writeSync(fd, bounce, w, span - w, start + w);
+      done += n;
+    }
+    // Whole units may have carried the file past both its old end and the data's end: cut it back.
+    const end = Math.max(sizeBefore, position + data.length);
+    if (end % DIRECT_ALIGN !== 0 && Math.ceil((position + data.length) / DIRECT_ALIGN) * DIRECT_ALIGN > end) ftruncateSync(fd, end);
+  }
+
   async flush(): Promise<void> {
-    if (this.readOnly) return;
+    if (this.readOnly || this.cache === 'unsafe') return;
     try {
       await this.handle.datasync();
     } catch (error) {

@@ -1,13 +1,14 @@
 import { NodeFileBackend } from '../../io/node-file.js';
 import { check as checkImage, type CheckReport, type Finding } from '../../ops/check.js';
-import { humanSize } from '../args.js';
+import { CACHE_OPTION, cacheOption } from '../cache-option.js';
+import { humanSize, usage } from '../args.js';
 import { printJson, writeStdout } from '../output.js';
 import type { Command } from '../command.js';
 
 export const check: Command = {
   name: 'check',
   summary: 'check an image for corruption and leaked space; --repair fixes what it safely can',
-  usage: 'vhdx check FILE [--repair] [--json]',
+  usage: 'vhdx check FILE [--repair [--cache writeback|unsafe|none]] [--json]',
   examples: [
     'vhdx check disk.vhdx                 # report only: nothing is written',
     'vhdx check disk.vhdx --repair        # replay the log, fix copies and bad BAT entries, reclaim space',
@@ -16,12 +17,15 @@ export const check: Command = {
   options: {
     repair: { type: 'boolean', short: 'r', description: 'fix what can be fixed without losing reachable data (default: report only)' },
     json: { type: 'boolean', description: 'machine-readable report' },
+    cache: CACHE_OPTION,
   },
   positionals: ['FILE'],
   // Like qemu-img check: 0 clean, 2 corruption, 3 leaks only, 1 when the check could not be done.
   async run({ positionals: [file], values }) {
     const repair = Boolean(values.repair);
-    const backend = await NodeFileBackend.open(file!, { readOnly: !repair });
+    const cache = cacheOption(values);
+    if (cache.cache && !repair) throw usage('--cache applies to --repair (a check alone writes nothing)');
+    const backend = await NodeFileBackend.open(file!, { readOnly: !repair, ...cache });
     let report: CheckReport;
     try {
       report = await checkImage(backend, { repair });

@@ -2,13 +2,14 @@ import { commitImage } from '../../node.js';
 import { humanSize } from '../args.js';
 import { Interrupted, interruptible } from '../interrupt.js';
 import { printJson, writeStdout } from '../output.js';
+import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import type { Command } from '../command.js';
 
 export const commit: Command = {
   name: 'commit',
   summary: 'merge a differencing image into its parent',
-  usage: 'vhdx commit CHILD [--parent PATH] [--remove] [--json] [-p|--no-progress]',
+  usage: 'vhdx commit CHILD [--parent PATH] [--remove] [--json] [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: [
     'vhdx commit checkpoint.avhdx            # the parent now holds what the chain showed',
     'vhdx commit checkpoint.avhdx --remove   # and the child is deleted',
@@ -17,6 +18,7 @@ export const commit: Command = {
     parent: { type: 'string', description: 'the parent, instead of where the locator says' },
     remove: { type: 'boolean', description: 'delete CHILD once it is merged' },
     json: { type: 'boolean', description: 'machine-readable result' },
+    cache: CACHE_OPTION,
     progress: PROGRESS_OPTION,
   },
   positionals: ['CHILD'],
@@ -28,6 +30,7 @@ export const commit: Command = {
       result = await commitImage(child!, {
         ...(values.parent === undefined ? {} : { parentPath: String(values.parent) }),
         removeChild: Boolean(values.remove),
+        ...cacheOption(values),
         signal: stop.signal,
         onProgress: (d, t) => progress.update(d, t),
       });

@@ -11,6 +11,7 @@ import { VhdxError } from '../../format/errors.js';
 import { readFully } from '../../io/backend.js';
 import { humanSize, parseSize, usage } from '../args.js';
 import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
+import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import { Interrupted, interruptible, interruptibleChunks, type Interrupt } from '../interrupt.js';
 import { writeStdout } from '../output.js';
@@ -19,18 +20,20 @@ import type { Command } from '../command.js';
 export const convert: Command = {
   name: 'convert',
   summary: 'convert between VHDX and raw (either way, or VHDX to VHDX with a new shape)',
-  usage: 'vhdx convert IN OUT [-O raw|vhdx] [--type dynamic|fixed] [--block-size N] [--logical-sector-size N] [--physical-sector-size N] [--size N] [-p|--no-progress]',
+  usage: 'vhdx convert IN OUT [-O raw|vhdx] [--type dynamic|fixed] [--block-size N] [--logical-sector-size N] [--physical-sector-size N] [--size N] [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: [
     'vhdx convert disk.vhdx disk.raw            # VHDX to raw, sparse where unallocated',
     'vhdx convert disk.raw disk.vhdx            # raw to dynamic VHDX, zero blocks skipped',
     'vhdx convert disk.vhdx - | gzip > disk.gz  # raw to standard output',
     'dd if=/dev/sdb | vhdx convert - disk.vhdx --size 64G --type fixed',
+    'vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch images only',
   ],
   options: {
     ...PARENT_OPTIONS,
     'output-format': { type: 'string', short: 'O', description: 'raw or vhdx (default: vhdx when OUT ends in .vhdx, else raw)' },
     ...IMAGE_OPTIONS,
     size: { type: 'string', description: 'size of the disk on standard input (IN is -); input ending early is an error' },
+    cache: CACHE_OPTION,
     progress: PROGRESS_OPTION,
   },
   positionals: ['IN', 'OUT'],
@@ -42,6 +45,8 @@ export const convert: Command = {
     if (format === 'raw' && Object.keys(shape).length > 0) throw usage('--type, --block-size and sector-size options apply to VHDX output only');
     if (input === '-' && values.size === undefined) throw usage('reading standard input needs --size');
     if (input !== '-' && values.size !== undefined) throw usage('--size applies to standard input only (IN is -)');
+    const cache = cacheOption(values);
+    if (cache.cache && out === '-') throw usage('--cache applies to an output file, not standard output');
     const stdinSize = values.size === undefined ? 0 : parseSize(String(values.size), '--size');
     // Where OUT already exists: never the input itself, and never removed on failure unless a regular file.
     const outStat = out === '-' ? null : await stat(out!).catch(() => null);
@@ -84,13 +89,13 @@ export const convert: Command = {
       }
       if (format === 'raw' && !image) throw usage('raw to raw conversion is a copy: use cp');
       stop.check();
-      const output = await NodeFileBackend.open(out!, { readOnly: false, create: true });
+      const output = await NodeFileBackend.open(out!, { readOnly: false, create: true, ...cache });
       if (removable) stop.onForcedExit(() => unlinkSync(out!));
       try {
         if (format === 'raw') {
-          // Like qemu-img convert and cp, a raw output is left to the page cache (no fsync): it is a
-          // plain copy, with no metadata whose ordering matters. `sync` makes it durable when needed.
           await convertToRaw(image!, { kind: 'file', backend: output }, { onProgress, signal: stop.signal });
+          // Durable when the command returns, as qemu-img convert -t writeback (a no-op with --cache unsafe).
+          await output.flush();
         } else {
           const { convertToVhdx } = await import('../../ops/convert-to-vhdx.js');
           source ??= (await import('../../ops/source.js')).vhdxSource(image!);

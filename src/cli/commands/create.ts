@@ -5,6 +5,7 @@ import { create as createImage, resolveCreateOptions } from '../../ops/create.js
 import { createChild, openImage } from '../../node.js';
 import { VhdxError } from '../../format/errors.js';
 import { humanSize, parseSize } from '../args.js';
+import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import { Interrupted, interruptible } from '../interrupt.js';
@@ -14,7 +15,7 @@ import type { Command } from '../command.js';
 export const create: Command = {
   name: 'create',
   summary: 'create a new empty image (dynamic by default, as Hyper-V)',
-  usage: 'vhdx create FILE SIZE [--type dynamic|fixed] [--block-size 32M] [--logical-sector-size 512|4096] [--physical-sector-size 512|4096] [--log-size 1M] [--sparse] [--force] [--json] [-p|--no-progress]',
+  usage: 'vhdx create FILE SIZE [--type dynamic|fixed] [--block-size 32M] [--logical-sector-size 512|4096] [--physical-sector-size 512|4096] [--log-size 1M] [--sparse] [--force] [--json] [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: [
     'vhdx create disk.vhdx 40G',
     'vhdx create disk.vhdx 10G --type fixed      # writes 10 GiB of zeros: a bar shows on a terminal',
@@ -28,6 +29,7 @@ export const create: Command = {
     force: { type: 'boolean', description: 'overwrite FILE if it exists' },
     parent: { type: 'string', description: 'make a differencing disk of PARENT (no SIZE: it is the parent\'s)' },
     json: { type: 'boolean', description: 'print the new image as `vhdx info --json` does' },
+    cache: CACHE_OPTION,
     progress: PROGRESS_OPTION,
   },
   positionals: ['FILE', 'SIZE'],
@@ -40,7 +42,7 @@ export const create: Command = {
     if (!values.force && (await stat(file!).then(() => true, () => false))) {
       throw new VhdxError('INVALID_ARGUMENT', 'already exists (use --force to overwrite)', { file });
     }
-    const backend = await NodeFileBackend.open(file!, { readOnly: false, create: true });
+    const backend = await NodeFileBackend.open(file!, { readOnly: false, create: true, ...cacheOption(values) });
     const stop = interruptible();
     stop.onForcedExit(() => unlinkSync(file!));
     const progress = await progressBar(values.progress as boolean | undefined, 'create');
@@ -82,7 +84,7 @@ async function createChildCommand(file: string, sizeText: string | undefined, va
   if (!values.force && (await stat(file).then(() => true, () => false))) {
     throw new VhdxError('INVALID_ARGUMENT', 'already exists (use --force to overwrite)', { file });
   }
-  await createChild(file, String(values.parent), shape);
+  await createChild(file, String(values.parent), { ...shape, ...cacheOption(values as Parameters<typeof cacheOption>[0]) });
   const image = await openImage(file, { readOnly: true });
   try {
     const i = image.info();

@@ -1,11 +1,12 @@
 import { rebaseImage } from '../../node.js';
 import { writeStdout } from '../output.js';
+import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import type { Command } from '../command.js';
 
 export const rebase: Command = {
   name: 'rebase',
   summary: 'point a differencing image at a new parent (moved, renamed or copied)',
-  usage: 'vhdx rebase CHILD --parent NEW [--force]',
+  usage: 'vhdx rebase CHILD --parent NEW [--force] [--cache writeback|unsafe|none]',
   examples: [
     'vhdx rebase checkpoint.avhdx --parent /mnt/new/base.vhdx',
     'vhdx rebase checkpoint.avhdx --parent restored.vhdx --force   # you vouch it is the same disk',
@@ -13,6 +14,7 @@ export const rebase: Command = {
   options: {
     parent: { type: 'string', description: 'the new parent (required)' },
     force: { type: 'boolean', description: 'accept a parent whose DataWriteGuid does not match (rewrites the linkage)' },
+    cache: CACHE_OPTION,
   },
   positionals: ['CHILD'],
   async run({ positionals: [child], values }) {
@@ -20,7 +22,7 @@ export const rebase: Command = {
       const { usage } = await import('../args.js');
       throw usage('rebase needs --parent NEW');
     }
-    await rebaseImage(child!, String(values.parent), { force: Boolean(values.force) });
+    await rebaseImage(child!, String(values.parent), { force: Boolean(values.force), ...cacheOption(values) });
     await writeStdout(`${child} now points at ${String(values.parent)}\n`);
   },
 };

@@ -1,13 +1,14 @@
 import { openImage } from '../../node.js';
 import { serveNbd } from '../../nbd/server.js';
 import { usage } from '../args.js';
+import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { interruptible } from '../interrupt.js';
 import type { Command } from '../command.js';
 
 export const serve: Command = {
   name: 'serve',
   summary: 'serve an image over NBD (Network Block Device) to qemu, nbd-client, libnbd tools and others',
-  usage: 'vhdx serve FILE [--port N | --socket PATH] [--bind ADDR] [--read-only] [--export-name NAME] [--shared N]',
+  usage: 'vhdx serve FILE [--port N | --socket PATH] [--bind ADDR] [--read-only] [--export-name NAME] [--shared N] [--cache writeback|unsafe|none]',
   examples: [
     'vhdx serve disk.vhdx                      # nbd://127.0.0.1:10809/',
     'vhdx serve disk.vhdx --socket /tmp/nbd.sock --shared 4',
@@ -21,6 +22,7 @@ export const serve: Command = {
     'read-only': { type: 'boolean', description: 'open the image read-only; writes get EPERM' },
     'export-name': { type: 'string', description: "the export's name (default: the empty default export)" },
     shared: { type: 'string', description: 'connections served at once (default 1); above 1, multi-conn is advertised' },
+    cache: CACHE_OPTION,
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
@@ -38,7 +40,9 @@ export const serve: Command = {
       if (!(shared >= 1 && shared <= 1024)) throw usage(`--shared must be 1-1024, not ${JSON.stringify(text)}`);
     }
     const readOnly = values['read-only'] === true;
-    const image = await openImage(file!, { readOnly });
+    const cache = cacheOption(values);
+    if (cache.cache && readOnly) throw usage('--cache applies to a writable export (not --read-only)');
+    const image = await openImage(file!, { readOnly, ...cache });
     const stop = interruptible();
     try {
       const options: Parameters<typeof serveNbd>[0] = {

@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { openImage } from '../../node.js';
 import { toVhdxError } from '../../io/node-file.js';
 import { humanSize, parseSize, usage } from '../args.js';
+import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import { Interrupted, interruptible, interruptibleChunks } from '../interrupt.js';
 import type { Command } from '../command.js';
@@ -10,7 +11,7 @@ import type { Command } from '../command.js';
 export const write: Command = {
   name: 'write',
   summary: 'write bytes into the virtual disk (a repeated byte, or the contents of a file or stdin)',
-  usage: 'vhdx write FILE --offset N (--pattern BYTE --length N | --from FILE|-) [-p|--no-progress]',
+  usage: 'vhdx write FILE --offset N (--pattern BYTE --length N | --from FILE|-) [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: [
     'vhdx write disk.vhdx --offset 1M --pattern 0xab --length 64K',
     'vhdx write disk.vhdx --offset 0 --from mbr.bin',
@@ -21,6 +22,7 @@ export const write: Command = {
     pattern: { type: 'string', description: 'byte value to repeat, 0-255 (decimal or 0x hex)' },
     length: { type: 'string', description: 'bytes to write with --pattern' },
     from: { type: 'string', description: 'file to copy in, or - for standard input' },
+    cache: CACHE_OPTION,
     progress: PROGRESS_OPTION,
   },
   positionals: ['FILE'],
@@ -44,7 +46,7 @@ export const write: Command = {
     // The amount to write, for the bar: unknown for standard input and other streams.
     const total = hasPattern ? length : from === '-' ? undefined : await stat(from).then((s) => (s.isFile() ? s.size : undefined), () => undefined);
 
-    const image = await openImage(file!, { readOnly: false });
+    const image = await openImage(file!, { readOnly: false, ...cacheOption(values) });
     const stop = interruptible();
     const progress = await progressBar(values.progress as boolean | undefined, 'write');
     let written = 0;
