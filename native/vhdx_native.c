@@ -4,6 +4,8 @@
  *   fallocate(fd, mode, offset, length)                       -> 0 or -errno
  *   copyFileRangeAsync(fdIn, offIn, fdOut, offOut, length)    -> Promise of the bytes copied (>= 0) or
  *                                                                -errno, copied on the thread pool
+ *   syncFileRangeAsync(fd, offset, length, flags)            -> Promise of 0 or -errno: sync_file_range on the
+ *                                                                thread pool (used to start writeback early)
  *   alignedBuffer(length)                                     -> an ArrayBuffer of `length` bytes whose
  *                                                                memory starts on a 4096-byte boundary
  *                                                                (O_DIRECT needs aligned memory, which
@@ -91,23 +93,19 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
+  int kind;
   int64_t a[5];
   int64_t result;
-} copy_job;
+} io_job;
 
-static void copy_execute(napi_env env, void *data) {
-  (void)env;
-  copy_job *job = data;
-  job->result = do_copy(job->a[0], job->a[1], job->a[2], job->a[3], job->a[4]);
-}
 
-static void copy_complete(napi_env env, napi_status status, void *data) {
-  copy_job *job = data;
+static void job_complete(napi_env env, napi_status status, void *data) {
+  io_job *job = data;
   if (status == napi_ok) {
     napi_resolve_deferred(env, job->deferred, number(env, job->result));
   } else {
     napi_value message, error;
-    napi_create_string_utf8(env, "vhdx_native: copy cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_string_utf8(env, "vhdx_native: call cancelled", NAPI_AUTO_LENGTH, &message);
     napi_create_error(env, NULL, message, &error);
     napi_reject_deferred(env, job->deferred, error);
   }
@@ -115,21 +113,52 @@ static void copy_complete(napi_env env, napi_status status, void *data) {
   free(job);
 }
 
-static napi_value js_copy_file_range_async(napi_env env, napi_callback_info info) {
+static int64_t do_sync_range(int64_t fd, int64_t offset, int64_t length, int64_t flags) {
+#ifdef __linux__
+  int rc;
+  do rc = sync_file_range((int)fd, (off64_t)offset, (off64_t)length, (unsigned int)flags); while (rc < 0 && errno == EINTR);
+  return rc < 0 ? -errno : 0;
+#else
+  (void)fd; (void)offset; (void)length; (void)flags;
+  return -ENOSYS;
+#endif
+}
+
+/* One job kind per thread-pool call: its arguments in a[], its result. */
+enum { JOB_COPY, JOB_SYNC_RANGE };
+
+static void job_execute(napi_env env, void *data) {
+  (void)env;
+  io_job *job = data;
+  if (job->kind == JOB_COPY) job->result = do_copy(job->a[0], job->a[1], job->a[2], job->a[3], job->a[4]);
+  else job->result = do_sync_range(job->a[0], job->a[1], job->a[2], job->a[3]);
+}
+
+/* Queues `kind` with `count` integer arguments on the thread pool; returns its promise. */
+static napi_value queue_job(napi_env env, napi_callback_info info, int kind, size_t count, const char *name) {
   int64_t a[5];
-  if (!args_i64(env, info, 5, a)) return NULL;
-  copy_job *job = calloc(1, sizeof *job);
+  if (!args_i64(env, info, count, a)) return NULL;
+  io_job *job = calloc(1, sizeof *job);
   if (job == NULL) {
     napi_throw_error(env, NULL, "vhdx_native: out of memory");
     return NULL;
   }
-  for (int i = 0; i < 5; i++) job->a[i] = a[i];
-  napi_value promise, name;
+  job->kind = kind;
+  for (size_t i = 0; i < count; i++) job->a[i] = a[i];
+  napi_value promise, work_name;
   napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "vhdx_copy_file_range", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, copy_execute, copy_complete, job, &job->work);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &work_name);
+  napi_create_async_work(env, NULL, work_name, job_execute, job_complete, job, &job->work);
   napi_queue_async_work(env, job->work);
   return promise;
+}
+
+static napi_value js_copy_file_range_async(napi_env env, napi_callback_info info) {
+  return queue_job(env, info, JOB_COPY, 5, "vhdx_copy_file_range");
+}
+
+static napi_value js_sync_file_range_async(napi_env env, napi_callback_info info) {
+  return queue_job(env, info, JOB_SYNC_RANGE, 4, "vhdx_sync_file_range");
 }
 
 #define ALIGNMENT 4096
@@ -167,6 +196,7 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
     {"copyFileRangeAsync", NULL, js_copy_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"syncFileRangeAsync", NULL, js_sync_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
     {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -11,9 +11,14 @@ import { packageRoot } from './package-root.js';
 export interface NativeIo {
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
+  /** sync_file_range(2) on the thread pool. */
+  syncFileRangeAsync(fd: number, offset: number, length: number, flags: number): Promise<number>;
   /** Zeroed memory starting on a 4096-byte boundary (for O_DIRECT); `length` a multiple of 4096 up to 1 GiB. */
   alignedBuffer(length: number): ArrayBuffer;
 }
+
+/** sync_file_range flag (linux/fs.h): start writeback of the dirty pages in the range, without waiting. */
+export const SYNC_FILE_RANGE_WRITE = 2;
 
 /** fallocate mode (linux/falloc.h): zero a range, allocated, growing the file if it ends past it. */
 export const FALLOC_FL_ZERO_RANGE = 0x10;
@@ -34,5 +39,5 @@ export const native: NativeIo | null = load();
 
 /** For `vhdx --version`: which native calls the file backend has. */
 export function nativeSummary(): string {
-  return native ? 'native helper: fallocate, copy_file_range, aligned buffers' : 'no native helper: plain file I/O';
+  return native ? 'native helper: fallocate, copy_file_range, sync_file_range, aligned buffers' : 'no native helper: plain file I/O';
 }
