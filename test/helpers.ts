@@ -1,15 +1,18 @@
 /** Shared test utilities: temporary folders, running programs, hashing. Keep this small and generic. */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { VhdxError, type VhdxErrorCode } from '../src/format/errors.js';
 
 /** Repository root (tests run from dist/test/...). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const VHDX_BIN = join(ROOT, 'bin', 'vhdx');
-export const SHARED_FIXTURES = join(ROOT, '..', 'shared', 'fixtures', 'windows-structures');
+/** Bytes written by Windows itself (see the README beside them), kept in the repository. */
+export const WINDOWS_FIXTURES = join(ROOT, 'test', 'fixtures', 'windows-structures');
 
 /** A fresh temporary folder, removed by the returned cleanup. */
 export function tempDir(prefix = 'vhdx-test-'): { path: string; cleanup: () => void } {
@@ -91,4 +94,41 @@ export function tiledBytes(length: number, seed: number): Uint8Array {
   out.set(patternBytes(TILE, seed), 0);
   for (let filled = TILE; filled < length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, length - filled));
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Codec tests
+
+/** One of the Windows structure fixtures, by file name. */
+export function fixture(name: string): Uint8Array {
+  return new Uint8Array(readFileSync(join(WINDOWS_FIXTURES, name)));
+}
+
+/** Bytes from space-separated hex pairs ("01 ff 20"). */
+export function hex(text: string): Uint8Array {
+  return Uint8Array.from(text.trim().split(/\s+/), (p) => parseInt(p, 16));
+}
+
+/** `fn` throws a VhdxError with `code`. */
+export function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
+    assert.equal(e.code, code);
+    return true;
+  });
+}
+
+/**
+ * Stores the CRC-32C of `bytes` (computed with its checksum field, bytes 4-7, as zero) in that field, as
+ * headers, region tables and log entries carry it. A bitwise implementation of its own, so codec tests
+ * never check the codec's checksum with itself.
+ */
+export function seal(bytes: Uint8Array): Uint8Array {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) {
+    c ^= i >= 4 && i < 8 ? 0 : bytes[i]!;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  }
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(4, (c ^ 0xffffffff) >>> 0, true);
+  return bytes;
 }

@@ -20,14 +20,11 @@ import {
   payloadEntryIndex,
   sectorBitmapEntryIndex,
 } from '../../src/format/bat.js';
+import { hex } from '../helpers.js';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 const TiB = 2 ** 40;
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.trim().split(/\s+/), (p) => parseInt(p, 16));
-}
 
 describe('BAT entry states (§7.2, §7.3)', () => {
   test('state values', () => {

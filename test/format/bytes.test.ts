@@ -19,19 +19,7 @@ import {
   writeSignature,
   writeU64,
 } from '../../src/format/bytes.js';
-import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
-
-function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.trim().split(/\s+/), (p) => parseInt(p, 16));
-}
+import { hex, assertVhdxError } from '../helpers.js';
 
 describe('readU64', () => {
   const accepted: [string, string, number][] = [

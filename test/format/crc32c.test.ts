@@ -1,11 +1,9 @@
 /** CRC-32C (format reference §0): check values, incremental use, and the structure checksum rule. */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { crc32c, crc32cFinish, crc32cInit, crc32cUpdate, structureChecksum } from '../../src/format/crc32c.js';
-import { SHARED_FIXTURES } from '../helpers.js';
+import { fixture } from '../helpers.js';
 
 /** Bit-at-a-time CRC-32C written straight from the definition: an oracle independent of the table code. */
 function referenceCrc32c(bytes: Uint8Array): number {
@@ -19,10 +17,6 @@ function referenceCrc32c(bytes: Uint8Array): number {
 
 function ascii(text: string): Uint8Array {
   return Uint8Array.from(text, (ch) => ch.charCodeAt(0));
-}
-
-function fixture(name: string): Uint8Array {
-  return new Uint8Array(readFileSync(join(SHARED_FIXTURES, name)));
 }
 
 describe('crc32c', () => {

@@ -1,29 +1,14 @@
 /** File type identifier at offset 0 (format reference §2). */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
-import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
 import {
   FILE_IDENTIFIER_DECODED_SIZE,
   FILE_IDENTIFIER_SIGNATURE,
   decodeFileIdentifier,
   encodeFileIdentifier,
 } from '../../src/format/file-identifier.js';
-import { SHARED_FIXTURES } from '../helpers.js';
-
-function fixture(name: string): Uint8Array {
-  return new Uint8Array(readFileSync(join(SHARED_FIXTURES, name)));
-}
-
-function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
+import { assertVhdxError, fixture } from '../helpers.js';
 
 function ascii(text: string): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));

@@ -2,21 +2,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
 import { guidEquals, guidFromString, guidIsZero, guidToString, randomGuid, ZERO_GUID } from '../../src/format/guid.js';
-
-function hex(text: string): Uint8Array {
-  const parts = text.trim().split(/\s+/);
-  return Uint8Array.from(parts, (p) => parseInt(p, 16));
-}
-
-function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
+import { hex, assertVhdxError } from '../helpers.js';
 
 /** Every GUID the reference prints with its on-disk bytes. */
 const SPEC_GUIDS: [string, string, string][] = [

@@ -1,41 +1,13 @@
 /** The 4 KiB header (format reference §3). */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
-import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
 import { HEADER_SIGNATURE, decodeHeader, encodeHeader, sameHeaderFields, type Header } from '../../src/format/header.js';
-import { SHARED_FIXTURES } from '../helpers.js';
+import { assertVhdxError, fixture, hex, seal } from '../helpers.js';
 
 const MiB = 1024 * 1024;
 
-function fixture(name: string): Uint8Array {
-  return new Uint8Array(readFileSync(join(SHARED_FIXTURES, name)));
-}
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.trim().split(/\s+/), (p) => parseInt(p, 16));
-}
-
-function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
-
 /** Bitwise CRC-32C with bytes 4..7 taken as zero, stored at 4 (§0): independent of the code under test. */
-function seal(bytes: Uint8Array): Uint8Array {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) {
-    c ^= i >= 4 && i < 8 ? 0 : bytes[i]!;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  }
-  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(4, (c ^ 0xffffffff) >>> 0, true);
-  return bytes;
-}
 
 /** A header built byte by byte from the §3.1 table. */
 function handHeader(fields: { seq?: bigint; logOffsetLo?: number; logOffsetHi?: number } = {}): Uint8Array {

@@ -2,7 +2,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
 import {
   decodeLogEntry,
   decodeLogEntryHeader,
@@ -12,7 +11,7 @@ import {
   type LogDescriptor,
   type LogEntryInput,
 } from '../../src/format/log-entry.js';
-import { patternBytes } from '../helpers.js';
+import { assertVhdxError, patternBytes, seal } from '../helpers.js';
 
 const MiB = 2 ** 20;
 const LOG_GUID = Uint8Array.from({ length: 16 }, (_, i) => 0x40 + i);
@@ -22,28 +21,11 @@ function ascii(text: string): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
-function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
-
 function dvOf(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** Bitwise CRC-32C over all bytes with 4..7 taken as zero, stored at 4 (§0, §8.2). */
-function seal(bytes: Uint8Array): Uint8Array {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) {
-    c ^= i >= 4 && i < 8 ? 0 : bytes[i]!;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  }
-  dvOf(bytes).setUint32(4, (c ^ 0xffffffff) >>> 0, true);
-  return bytes;
-}
 
 type HandDescriptor = { kind: 'zero'; fileOffset: number; zeroLength: number } | { kind: 'data'; fileOffset: number; sector: Uint8Array };
 

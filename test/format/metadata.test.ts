@@ -1,10 +1,7 @@
 /** Metadata region: table and known items (format reference §5). */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
-import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
 import {
   FLAG_IS_REQUIRED,
   FLAG_IS_USER,
@@ -28,7 +25,7 @@ import {
   type FileParameters,
   type MetadataEntry,
 } from '../../src/format/metadata.js';
-import { SHARED_FIXTURES } from '../helpers.js';
+import { assertVhdxError, fixture, hex } from '../helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -37,22 +34,6 @@ const VIRTUAL_DISK_SIZE = hex('24 42 A5 2F 1B CD 76 48 B2 11 5D BE D8 3B F4 B8')
 const VIRTUAL_DISK_ID = hex('AB 12 CA BE E6 B2 23 45 93 EF C3 09 E0 00 C7 46');
 const LOGICAL_SECTOR_SIZE = hex('1D BF 41 81 6F A9 09 47 BA 47 F2 33 A8 FA AB 5F');
 const PHYSICAL_SECTOR_SIZE = hex('C7 48 A3 CD 5D 44 71 44 9C C9 E9 88 52 51 C5 56');
-
-function fixture(name: string): Uint8Array {
-  return new Uint8Array(readFileSync(join(SHARED_FIXTURES, name)));
-}
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.trim().split(/\s+/), (p) => parseInt(p, 16));
-}
-
-function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
 
 function handEntry(itemId: Uint8Array, offset: number, length: number, flags: number): Uint8Array {
   const e = new Uint8Array(32);

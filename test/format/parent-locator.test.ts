@@ -1,23 +1,12 @@
 /** Parent locator item of a differencing disk (format reference §6). */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
-import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
 import { decodeParentLocator, encodeParentLocator, type ParentLocator } from '../../src/format/parent-locator.js';
-import { SHARED_FIXTURES } from '../helpers.js';
+import { assertVhdxError, fixture, hex } from '../helpers.js';
 
 const VHDX_LOCATOR_TYPE = hex('B7 EF 4A B0 9E D1 81 4A B7 89 25 B8 E9 44 59 13');
 const LINKAGE_VALUE = '{83ed0ec3-24c8-49a6-a959-5e4bf1288bfb}';
-
-function fixture(name: string): Uint8Array {
-  return new Uint8Array(readFileSync(join(SHARED_FIXTURES, name)));
-}
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.trim().split(/\s+/), (p) => parseInt(p, 16));
-}
 
 function utf16(text: string): Uint8Array {
   const out = new Uint8Array(text.length * 2);
@@ -26,14 +15,6 @@ function utf16(text: string): Uint8Array {
     out[2 * i + 1] = text.charCodeAt(i) >>> 8;
   }
   return out;
-}
-
-function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
 }
 
 interface RawPair {

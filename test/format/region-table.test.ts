@@ -1,10 +1,7 @@
 /** Region table (format reference §4). */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
-import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
 import {
   MAX_REGION_ENTRIES,
   REGION_TABLE_SIGNATURE,
@@ -13,38 +10,13 @@ import {
   encodeRegionTable,
   type RegionEntry,
 } from '../../src/format/region-table.js';
-import { SHARED_FIXTURES } from '../helpers.js';
+import { assertVhdxError, fixture, hex, seal } from '../helpers.js';
 
 const MiB = 1024 * 1024;
 const BAT_GUID = hex('66 77 C2 2D 23 F6 00 42 9D 64 11 5E 9B FD 4A 08');
 const METADATA_GUID = hex('06 A2 7C 8B 90 47 9A 4B B8 FE 57 5F 05 0F 88 6E');
 
-function fixture(name: string): Uint8Array {
-  return new Uint8Array(readFileSync(join(SHARED_FIXTURES, name)));
-}
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.trim().split(/\s+/), (p) => parseInt(p, 16));
-}
-
-function assertVhdxError(fn: () => unknown, code: VhdxErrorCode): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof VhdxError, `expected a VhdxError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    return true;
-  });
-}
-
 /** Bitwise CRC-32C with bytes 4..7 taken as zero, stored at 4 (§0). */
-function seal(bytes: Uint8Array): Uint8Array {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) {
-    c ^= i >= 4 && i < 8 ? 0 : bytes[i]!;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  }
-  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(4, (c ^ 0xffffffff) >>> 0, true);
-  return bytes;
-}
 
 /** A 64 KiB table with signature, EntryCount and the given raw entries, sealed. */
 function handTable(count: number, entries: Uint8Array[] = []): Uint8Array {
