@@ -15,7 +15,6 @@ export interface CommandContext {
 
 export interface Command {
   name: string;
-  summary: string;
   usage: string;
   examples: string[];
   options: Record<string, OptionSpec>;

@@ -8,20 +8,20 @@ import { VhdxError } from '../format/errors.js';
 import type { Command } from './command.js';
 import { Interrupted } from './interrupt.js';
 
-/** Commands load on demand: a run pays only for the one it uses. */
+/** Commands load on demand: a run pays only for the one it uses. Each summary is kept here only (the main help lists them without loading any command). */
 const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
   { name: 'create', summary: 'create a new empty image (dynamic by default, as Hyper-V)', load: async () => (await import('./commands/create.js')).create },
   { name: 'info', summary: 'describe an image: type, sizes, identifiers, log state', load: async () => (await import('./commands/info.js')).info },
   { name: 'map', summary: 'show where each range of the virtual disk lives', load: async () => (await import('./commands/map.js')).map },
   { name: 'read', summary: 'write bytes of the virtual disk to stdout', load: async () => (await import('./commands/read.js')).read },
-  { name: 'write', summary: 'write bytes into the virtual disk (a repeated byte, or a file or stdin)', load: async () => (await import('./commands/write.js')).write },
+  { name: 'write', summary: 'write bytes into the virtual disk (a repeated byte, or the contents of a file or stdin)', load: async () => (await import('./commands/write.js')).write },
   { name: 'convert', summary: 'convert between VHDX and raw (either way, or VHDX to VHDX with a new shape)', load: async () => (await import('./commands/convert.js')).convert },
   { name: 'check', summary: 'check an image for corruption and leaked space; --repair fixes what it safely can', load: async () => (await import('./commands/check.js')).check },
   { name: 'compare', summary: 'compare the virtual disks of two images (raw or VHDX); exit 0 equal, 1 different', load: async () => (await import('./commands/compare.js')).compare },
-  { name: 'serve', summary: 'serve an image over NBD (Network Block Device) to real clients', load: async () => (await import('./commands/serve.js')).serve },
+  { name: 'serve', summary: 'serve an image over NBD (Network Block Device) to qemu, nbd-client, libnbd tools and others', load: async () => (await import('./commands/serve.js')).serve },
   { name: 'commit', summary: 'merge a differencing image into its parent', load: async () => (await import('./commands/commit.js')).commit },
-  { name: 'rebase', summary: 'point a differencing image at a new parent', load: async () => (await import('./commands/rebase.js')).rebase },
-  { name: 'demo', summary: 'create a sample image, write, flush, reopen, verify, show info and map', load: async () => (await import('./commands/demo.js')).demo },
+  { name: 'rebase', summary: 'point a differencing image at a new parent (moved, renamed or copied)', load: async () => (await import('./commands/rebase.js')).rebase },
+  { name: 'demo', summary: 'create a sample image, write a pattern, flush, reopen, verify, and show info and map', load: async () => (await import('./commands/demo.js')).demo },
 ];
 
 function version(): string {
@@ -45,7 +45,7 @@ function mainHelp(): string {
   ].join('\n');
 }
 
-function commandHelp(c: Command): string {
+function commandHelp(c: Command, summary: string): string {
   // Boolean options also take a --no- form (parseArgs allowNegative); only progress documents it.
   const names = Object.entries(c.options).map(([name, o]) => {
     const long = name === 'progress' ? '--[no-]progress' : `--${name}${o.type === 'string' ? ' VALUE' : ''}`;
@@ -53,7 +53,7 @@ function commandHelp(c: Command): string {
   });
   const width = Math.max(0, ...names.map((n) => n.length)) + 2;
   const opts = Object.values(c.options).map((o, i) => names[i]!.padEnd(width) + o.description);
-  return [`usage: ${c.usage}`, '', c.summary, '', ...(opts.length ? ['options:', ...opts, ''] : []), 'examples:', ...c.examples.map((e) => `  ${e}`)].join('\n');
+  return [`usage: ${c.usage}`, '', summary, '', ...(opts.length ? ['options:', ...opts, ''] : []), 'examples:', ...c.examples.map((e) => `  ${e}`)].join('\n');
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -83,7 +83,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new VhdxError('INVALID_ARGUMENT', `${command.name}: ${parseError(error)} (see vhdx ${command.name} --help)`);
     }
     if (parsed.values.help) {
-      process.stdout.write(commandHelp(command) + '\n');
+      process.stdout.write(commandHelp(command, entry.summary) + '\n');
       return 0;
     }
     if (parsed.positionals.length < (command.requiredPositionals ?? command.positionals.length)) {

@@ -7,7 +7,6 @@ import type { Command } from '../command.js';
 
 export const check: Command = {
   name: 'check',
-  summary: 'check an image for corruption and leaked space; --repair fixes what it safely can',
   usage: 'vhdx check FILE [--repair [--cache writeback|unsafe|none]] [--json]',
   examples: [
     'vhdx check disk.vhdx                 # report only: nothing is written',

@@ -8,7 +8,6 @@ import type { Command } from '../command.js';
 
 export const commit: Command = {
   name: 'commit',
-  summary: 'merge a differencing image into its parent',
   usage: 'vhdx commit CHILD [--parent PATH] [--remove] [--json] [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: [
     'vhdx commit checkpoint.avhdx            # the parent now holds what the chain showed',

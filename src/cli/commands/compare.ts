@@ -42,7 +42,6 @@ function hex(offset: number): string {
 
 export const compare: Command = {
   name: 'compare',
-  summary: 'compare the virtual disks of two images (raw or VHDX); exit 0 equal, 1 different',
   usage: 'vhdx compare A B [--strict] [--json] [-p]',
   examples: [
     'vhdx compare disk.vhdx disk.raw          # exit 0 identical, 1 different, 2 error',

@@ -19,7 +19,6 @@ import type { Command } from '../command.js';
 
 export const convert: Command = {
   name: 'convert',
-  summary: 'convert between VHDX and raw (either way, or VHDX to VHDX with a new shape)',
   usage: 'vhdx convert IN OUT [-O raw|vhdx] [--type dynamic|fixed] [--block-size N] [--logical-sector-size N] [--physical-sector-size N] [--size N] [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: [
     'vhdx convert disk.vhdx disk.raw            # VHDX to raw, sparse where unallocated',

@@ -14,7 +14,6 @@ import type { Command } from '../command.js';
 
 export const create: Command = {
   name: 'create',
-  summary: 'create a new empty image (dynamic by default, as Hyper-V)',
   usage: 'vhdx create FILE SIZE [--type dynamic|fixed] [--block-size 32M] [--logical-sector-size 512|4096] [--physical-sector-size 512|4096] [--log-size 1M] [--sparse] [--force] [--json] [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: [
     'vhdx create disk.vhdx 40G',

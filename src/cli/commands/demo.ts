@@ -24,7 +24,6 @@ export function demoPattern(offset: number, length: number): Uint8Array {
 
 export const demo: Command = {
   name: 'demo',
-  summary: 'create a sample image, write a pattern, flush, reopen, verify, and show info and map',
   usage: 'vhdx demo [--keep]',
   examples: ['vhdx demo', 'vhdx demo --keep'],
   options: { keep: { type: 'boolean', description: 'keep the sample image and print its path' } },

@@ -6,7 +6,6 @@ import type { Command } from '../command.js';
 
 export const info: Command = {
   name: 'info',
-  summary: 'describe an image: type, sizes, identifiers, log state',
   usage: 'vhdx info FILE [--json] [--chain [--parent PATH]]',
   examples: ['vhdx info disk.vhdx', 'vhdx info disk.vhdx --json | jq .virtualSize', 'vhdx info checkpoint.avhdx --chain   # the child and every parent'],
   options: {

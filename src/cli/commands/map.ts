@@ -6,7 +6,6 @@ import type { Command } from '../command.js';
 
 export const map: Command = {
   name: 'map',
-  summary: 'show where each range of the virtual disk lives',
   usage: 'vhdx map FILE [--json] [--parent PATH]',
   examples: ['vhdx map disk.vhdx', "vhdx map disk.vhdx --json | jq '.[] | select(.kind == \"data\")'"],
   options: {

@@ -5,7 +5,6 @@ import type { Command } from '../command.js';
 
 export const rebase: Command = {
   name: 'rebase',
-  summary: 'point a differencing image at a new parent (moved, renamed or copied)',
   usage: 'vhdx rebase CHILD --parent NEW [--force] [--cache writeback|unsafe|none]',
   examples: [
     'vhdx rebase checkpoint.avhdx --parent /mnt/new/base.vhdx',

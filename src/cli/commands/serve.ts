@@ -7,7 +7,6 @@ import type { Command } from '../command.js';
 
 export const serve: Command = {
   name: 'serve',
-  summary: 'serve an image over NBD (Network Block Device) to qemu, nbd-client, libnbd tools and others',
   usage: 'vhdx serve FILE [--port N | --socket PATH] [--bind ADDR] [--read-only] [--export-name NAME] [--shared N] [--cache writeback|unsafe|none]',
   examples: [
     'vhdx serve disk.vhdx                      # nbd://127.0.0.1:10809/',

@@ -10,7 +10,6 @@ import type { Command } from '../command.js';
 
 export const write: Command = {
   name: 'write',
-  summary: 'write bytes into the virtual disk (a repeated byte, or the contents of a file or stdin)',
   usage: 'vhdx write FILE --offset N (--pattern BYTE --length N | --from FILE|-) [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: [
     'vhdx write disk.vhdx --offset 1M --pattern 0xab --length 64K',
