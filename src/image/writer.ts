@@ -328,8 +328,16 @@ export class ImageWriter {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (data.length === 0) return;
-    await this.beginChange();
+    if (!this.sessionGuidsInstalled) await this.beginChange();
     const { bat } = this.layout;
+    // Inside one fully present block (every small write of allocated data): in place, as the loop
+    // below would do it, without splitting into pieces.
+    const { blockSize } = this.layout.metadata;
+    const block = Math.floor(offset / blockSize);
+    const inBlock = offset - block * blockSize;
+    if (inBlock + data.length <= blockSize && bat.blockState(block) === PAYLOAD_BLOCK_FULLY_PRESENT) {
+      return this.writeAt(data, bat.blockOffset(block) + inBlock);
+    }
     for (const p of this.pieces(offset, data.length)) {
       const piece = data.subarray(p.start, p.start + p.length);
       const state = bat.blockState(p.block);
