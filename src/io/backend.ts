@@ -30,12 +30,6 @@ export interface Backend {
    * backend, a file system without the call, the end of the source), and the caller copies the rest.
    */
   copyFrom?(source: Backend, sourcePosition: number, position: number, length: number): Promise<number>;
-  /**
-   * Optional hint for bulk writers: start writing what is dirty to the disk now, without waiting, so the
-   * next `flush` has less left to do (a long copy then overlaps with the disk instead of paying for it
-   * all at the end). Durability still comes only from `flush`.
-   */
-  startWriteback?(): void;
 }
 
 /** Zero bytes written by the `writeZeros` fallback, 1 MiB at a time. */

@@ -35,6 +35,18 @@ const WRITE_SLICE = 2 * 1024 * 1024;
  * zeros, nothing written); smaller ones are written as zero bytes, cheaper than the extent change.
  */
 const FALLOCATE_MIN = 64 * 1024;
+/**
+ * Write-behind (writeback mode): after this many bytes of bulk writes, the kernel is asked to start
+ * writing the file's dirty pages to the disk (sync_file_range, not waited for), so a long copy overlaps
+ * with the disk instead of leaving it all to the next fdatasync.
+ */
+const WRITE_BEHIND = 32 * 1024 * 1024;
+/**
+ * Only writes (and copies) of at least this size count as bulk. Small scattered writes are left to the
+ * kernel's own writeback: starting writeback under them makes later writes into the same (large) page
+ * cache folios wait for it.
+ */
+const BULK_WRITE = 64 * 1024;
 /** errno values that mean "this file system or pair of files cannot do that": fall back, not fail. */
 const UNSUPPORTED = new Set([osConstants.errno.EOPNOTSUPP, osConstants.errno.ENOSYS, osConstants.errno.EXDEV, osConstants.errno.EINVAL]);
 
@@ -51,8 +63,10 @@ export class NodeFileBackend implements Backend {
   private noZeroRange = false;
   private noAllocate = false;
   private noCopyRange = false;
-  /** The writeback started by `startWriteback`, while it runs (one at a time). */
+  /** The write-behind started by `writeBehind`, while it runs (one at a time). */
   private writeback: Promise<unknown> | null = null;
+  /** Bytes written since the last write-behind. */
+  private written = 0;
 
   private constructor(name: string, handle: FileHandle, readOnly: boolean, cache: CacheMode) {
     this.name = name;
@@ -123,12 +137,14 @@ export class NodeFileBackend implements Backend {
         // A small write into the page cache takes microseconds; handing it to the thread pool costs
         // more than the write itself (measured 4x on 4 KiB writes). Durability still comes from flush.
         while (done < data.length) done += writeSync(this.handle.fd, data, done, data.length - done, position + done);
+        this.writeBehind(data.length);
         return;
       }
       while (done < data.length) {
         const { bytesWritten } = await this.handle.write(data, done, Math.min(WRITE_SLICE, data.length - done), position + done);
         done += bytesWritten;
       }
+      this.writeBehind(data.length);
     } catch (error) {
       throw toVhdxError(error, this.name);
     }
@@ -164,7 +180,10 @@ export class NodeFileBackend implements Backend {
     this.assertWritable();
     if (!native || this.noCopyRange || !(source instanceof NodeFileBackend) || length <= 0) return 0;
     const n = await native.copyFileRangeAsync(source.handle.fd, sourcePosition, this.handle.fd, position, length);
-    if (n >= 0) return n;
+    if (n >= 0) {
+      this.writeBehind(n);
+      return n;
+    }
     if (!UNSUPPORTED.has(-n)) throw errnoError(n, 'copy_file_range', this.name);
     // EXDEV concerns this pair of files only; the others mean the file system lacks the call.
     if (-n !== osConstants.errno.EXDEV) this.noCopyRange = true;
@@ -226,13 +245,17 @@ export class NodeFileBackend implements Backend {
   }
 
   /**
-   * sync_file_range(SYNC_FILE_RANGE_WRITE) over the whole file on the thread pool: the kernel starts
-   * writing the dirty pages back, and a later fdatasync finds most of them clean. Only in the writeback
-   * mode (unsafe never syncs, O_DIRECT has no dirty pages), one at a time; a failure is ignored here,
-   * as fdatasync reports any write error.
+   * Counts bytes of bulk writes; every WRITE_BEHIND of them, sync_file_range(SYNC_FILE_RANGE_WRITE) over the
+   * whole file on the thread pool: the kernel starts writing the dirty pages back, and the next
+   * fdatasync finds most of them clean. Only in the writeback mode (unsafe never syncs, O_DIRECT leaves
+   * no dirty pages), one at a time; a failure is ignored here, as fdatasync reports any write error.
+   * Never a barrier: durability comes only from `flush`.
    */
-  startWriteback(): void {
-    if (!native || this.readOnly || this.cache !== 'writeback' || this.writeback || this.closed) return;
+  private writeBehind(bytes: number): void {
+    if (bytes < BULK_WRITE) return;
+    this.written += bytes;
+    if (this.written < WRITE_BEHIND || !native || this.cache !== 'writeback' || this.writeback || this.closed) return;
+    this.written = 0;
     this.writeback = native
       .syncFileRangeAsync(this.handle.fd, 0, 0, SYNC_FILE_RANGE_WRITE)
       .catch(() => undefined)

@@ -49,8 +49,6 @@ export async function convertToVhdx(source: DiskSource, output: Backend, options
       const length = Math.min(blockSize, virtualSize - offset);
       if (!source.knownZero(offset, length)) {
         await image.copyBlockFrom(block, length, (target, inBlock) => source.read(target, offset + inBlock), { piece, isZero: isAllZero, presentIsZero });
-        // The disk writes this block back while the next ones are copied: the final sync finds it done.
-        output.startWriteback?.();
       }
       options.onProgress?.(offset + length, virtualSize);
     }
