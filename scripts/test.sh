@@ -11,6 +11,8 @@ command -v vhdiinfo >/dev/null || need+=(libvhdi-utils)
 command -v nbdinfo >/dev/null || need+=(libnbd-bin)
 command -v strace >/dev/null || need+=(strace)
 command -v tmux >/dev/null || need+=(tmux)
+# The inspector page's end-to-end test drives Debian's Chromium (playwright-core, no browser download).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 # The native helper (fallocate, copy_file_range) is built by node-gyp at `npm ci`; its test requires it.
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
