@@ -1,5 +1,6 @@
 /*
- * vhdx_native: the few Linux file system calls that Node.js does not expose, for the file backend.
+ * vhdx_native: the few Linux file system calls that Node.js does not expose, for the file backend
+ * (and for the zeros that `vhdx convert IN -` sends into a pipe).
  *
  *   fallocate(fd, mode, offset, length)                       -> 0 or -errno
  *   copyFileRangeAsync(fdIn, offIn, fdOut, offOut, length)    -> Promise of the bytes copied (>= 0) or
@@ -10,6 +11,11 @@
  *                                                                memory starts on a 4096-byte boundary
  *                                                                (O_DIRECT needs aligned memory, which
  *                                                                JavaScript cannot ask for)
+ *   pipeZeros(fd, length, pipeSize)                           -> bytes of zeros moved into the pipe fd
+ *                                                                (>= 0) or -errno: vmsplice(2) of one
+ *                                                                never-written zero region, so no byte is
+ *                                                                copied; a pipeSize > 0 first grows the
+ *                                                                pipe to it (F_SETPIPE_SZ, best effort)
  *
  * Errors are returned, never thrown: the caller decides whether to fall back to plain reads and
  * writes (EOPNOTSUPP, EXDEV, ENOSYS ...) or to report the error. Offsets and lengths arrive as
@@ -21,6 +27,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <node_api.h>
 
@@ -192,12 +199,53 @@ static napi_value js_aligned_buffer(napi_env env, napi_callback_info info) {
   return out;
 }
 
+#ifdef __linux__
+#define ZERO_REGION (1 << 20)
+
+/* Never written: vmsplice hands its pages to the pipe by reference, so any write would reach readers. */
+static char zero_region[ZERO_REGION] __attribute__((aligned(4096)));
+#endif
+
+/*
+ * Moves up to `length` zero bytes into a pipe without copying them. A non-blocking pipe that is full
+ * returns what was moved so far, or -EAGAIN when nothing was; a blocking one waits, as write(2) does.
+ */
+static napi_value js_pipe_zeros(napi_env env, napi_callback_info info) {
+  int64_t a[3];
+  if (!args_i64(env, info, 3, a)) return NULL;
+#ifdef __linux__
+  int fd = (int)a[0];
+  if (a[2] > 0 && a[2] <= INT32_MAX) {
+    int current = fcntl(fd, F_GETPIPE_SZ);
+    if (current >= 0 && current < a[2]) (void)fcntl(fd, F_SETPIPE_SZ, (int)a[2]); /* a smaller pipe still works */
+  }
+  /* vmsplice ignores O_NONBLOCK unless told: a non-blocking pipe stays non-blocking, as for write(2). */
+  int status = a[1] > 0 ? fcntl(fd, F_GETFL) : 0;
+  if (status < 0) return number(env, -errno);
+  unsigned int flags = (status & O_NONBLOCK) ? SPLICE_F_NONBLOCK : 0;
+  int64_t done = 0;
+  while (done < a[1]) {
+    struct iovec iov = {zero_region, (size_t)(a[1] - done < ZERO_REGION ? a[1] - done : ZERO_REGION)};
+    ssize_t n = vmsplice(fd, &iov, 1, flags);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return number(env, done > 0 ? done : -errno); /* the error comes again on the next call */
+    }
+    done += n;
+  }
+  return number(env, done);
+#else
+  return number(env, -ENOSYS);
+#endif
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
     {"copyFileRangeAsync", NULL, js_copy_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
     {"syncFileRangeAsync", NULL, js_sync_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
     {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"pipeZeros", NULL, js_pipe_zeros, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,7 +1,8 @@
 /**
  * The optional native helper (native/vhdx_native.c, built at install by node-gyp): Linux file system
- * calls Node.js does not expose. Only the Node file backend uses it; without it (another platform, no
- * compiler at install, or VHDX_NATIVE=0 in the environment) the backend does plain reads and writes.
+ * calls Node.js does not expose. The Node file backend uses it, and `vhdx convert IN -` for the zeros it
+ * sends into a pipe; without it (another platform, no compiler at install, or VHDX_NATIVE=0 in the
+ * environment) they do plain reads and writes.
  */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -15,6 +16,12 @@ export interface NativeIo {
   syncFileRangeAsync(fd: number, offset: number, length: number, flags: number): Promise<number>;
   /** Zeroed memory starting on a 4096-byte boundary (for O_DIRECT); `length` a multiple of 4096 up to 1 GiB. */
   alignedBuffer(length: number): ArrayBuffer;
+  /**
+   * Moves up to `length` zero bytes into the pipe `fd` by vmsplice(2), without copying them; returns
+   * the bytes moved (fewer, or -EAGAIN, when a non-blocking pipe is full). A `pipeSize` > 0 first grows
+   * the pipe to that many bytes (F_SETPIPE_SZ; best effort, never shrinks).
+   */
+  pipeZeros(fd: number, length: number, pipeSize: number): number;
 }
 
 /** sync_file_range flag (linux/fs.h): start writeback of the dirty pages in the range, without waiting. */
@@ -39,5 +46,5 @@ export const native: NativeIo | null = load();
 
 /** For `vhdx --version`: which native calls the file backend has. */
 export function nativeSummary(): string {
-  return native ? 'native helper: fallocate, copy_file_range, sync_file_range, aligned buffers' : 'no native helper: plain file I/O';
+  return native ? 'native helper: fallocate, copy_file_range, sync_file_range, vmsplice, aligned buffers' : 'no native helper: plain file I/O';
 }

@@ -4,7 +4,15 @@ import type { Backend } from '../io/backend.js';
 import type { VhdxImage } from '../image/image.js';
 
 /** Where raw bytes go: a positional file (holes stay holes) or a stream that must receive every byte. */
-export type RawOutput = { kind: 'file'; backend: Backend } | { kind: 'stream'; write(data: Uint8Array): Promise<void> };
+export type RawOutput =
+  | { kind: 'file'; backend: Backend }
+  | {
+      kind: 'stream';
+      /** One call at a time; `data` is reused once the promise settles, and must not be changed (zeros are one shared buffer). */
+      write(data: Uint8Array): Promise<void>;
+      /** Optional: ranges that read as zeros, in pieces of at most `chunkSize` bytes (else `write` of a zero buffer). */
+      writeZeros?(length: number): Promise<void>;
+    };
 
 export interface ConvertOptions {
   /**
@@ -30,6 +38,9 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
   const chunkSize = options.chunkSize ?? 2 * 1024 * 1024;
   const total = image.virtualSize;
   const buffers = [copyBuffer(chunkSize), copyBuffer(chunkSize)];
+  // Ranges that read as zeros reach a stream without `writeZeros` as writes of this one buffer, which
+  // nothing ever fills: no zeroing or reading per chunk.
+  let zeros: Uint8Array | null = null;
   let which = 0;
   let pending: Promise<void> = Promise.resolve();
   let done = 0;
@@ -76,14 +87,18 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
         options.signal.throwIfAborted();
       }
       const n = Math.min(chunkSize, end - position);
-      const buffer = buffers[which]!.subarray(0, n);
-      which ^= 1;
       if (hasData) {
+        const buffer = buffers[which]!.subarray(0, n);
+        which ^= 1;
         await image.readInto(buffer, position);
+        await emit(buffer, position);
+      } else if (output.kind === 'stream' && output.writeZeros) {
+        await pending;
+        pending = output.writeZeros(n);
       } else {
-        buffer.fill(0);
+        zeros ??= copyBuffer(chunkSize);
+        await emit(zeros.subarray(0, n), position);
       }
-      await emit(buffer, position);
       position += n;
       done += n;
       options.onProgress?.(done, total);

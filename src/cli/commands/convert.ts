@@ -14,7 +14,7 @@ import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import { Interrupted, interruptible, interruptibleChunks, type Interrupt } from '../interrupt.js';
-import { writeStdout } from '../output.js';
+import { stdoutSink } from '../output.js';
 import type { Command } from '../command.js';
 
 export const convert: Command = {
@@ -82,7 +82,9 @@ export const convert: Command = {
       }
       if (out === '-') {
         if (!image) throw usage('raw to raw conversion is a copy: use cp');
-        await convertToRaw(image, { kind: 'stream', write: (data) => stop.race(writeStdout(data)) }, { onProgress, signal: stop.signal });
+        const sink = stdoutSink();
+        const write = (data: Uint8Array): Promise<void> => stop.race(sink.write(data));
+        await convertToRaw(image, { kind: 'stream', write, writeZeros: (n) => stop.race(sink.writeZeros(n)) }, { onProgress, signal: stop.signal });
         stop.check();
         return;
       }
