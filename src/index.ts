@@ -1,10 +1,15 @@
-/** Public API of the vhdx library. */
+/**
+ * The core of the vhdx library (`vhdx`): codecs, the backend contract and the backends that need no
+ * operating system (memory, Blob, the power-loss simulator), images, and whole-image operations. No
+ * module reachable from here imports `node:*` or uses a Node-only global (`test/layering.test.ts`), so
+ * it bundles for a browser or a worker. Files, streams, parent chains found by path and the NBD server
+ * are in the Node entry, `vhdx/node` (`src/node/index.ts`), which also re-exports all of this.
+ */
 export { VhdxError, isVhdxError, type VhdxErrorCode } from './format/errors.js';
 export { writeZeros, withoutFlush, CACHE_MODES, type Backend, type CacheMode } from './io/backend.js';
 export { MemoryBackend } from './io/memory.js';
-export { NodeFileBackend, type NodeFileOptions } from './io/node-file.js';
+export { BlobBackend } from './io/blob.js';
 export { PowerLossBackend, PowerCut, type CrashModel } from './io/power-loss.js';
-export { createReadStream } from './io/node-stream.js';
 export { VhdxImage, type ImageInfo, type Extent, type ExtentKind, type ImageType } from './image/image.js';
 export type { OpenOptions, LogState } from './image/open.js';
 export { guidFromString, guidToString, type Guid } from './format/guid.js';
@@ -15,7 +20,4 @@ export { convertToVhdx, type ConvertToVhdxOptions } from './ops/convert-to-vhdx.
 export { compareDisks, type CompareOptions, type CompareResult } from './ops/compare.js';
 export { rawSource, vhdxSource, streamSource, type DiskSource } from './ops/source.js';
 export { check, type CheckReport, type CheckOptions, type Finding, type FindingCode, type Repair, type Severity } from './ops/check.js';
-export { buildImage, type BuildSpec } from './ops/build-image.js';
 export { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
-export { openImage, attachParents, commitImage, rebaseImage, createChild, locateParent, MAX_CHAIN_DEPTH, type OpenImageOptions } from './node.js';
-export { serveNbd, type NbdServer, type NbdServeOptions, type NbdServerStats } from './nbd/server.js';

@@ -2,8 +2,8 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nativeSummary } from '../io/native.js';
-import { packageRoot } from '../io/package-root.js';
+import { nativeSummary } from '../node/native.js';
+import { packageRoot } from '../node/package-root.js';
 import { VhdxError } from '../format/errors.js';
 import type { Command } from './command.js';
 import { Interrupted } from './interrupt.js';

@@ -1,6 +1,6 @@
 import { fstatSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { native } from '../io/native.js';
+import { native } from '../node/native.js';
 
 /** Writing to stdout with backpressure, so large outputs never pile up in memory. */
 export function writeStdout(data: Uint8Array | string): Promise<void> {

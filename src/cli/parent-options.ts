@@ -1,5 +1,5 @@
 /** The options every reading command takes for differencing disks. */
-import type { OpenImageOptions } from '../node.js';
+import type { OpenImageOptions } from '../node/paths.js';
 import type { OptionSpec } from './command.js';
 
 export const PARENT_OPTIONS: Record<string, OptionSpec> = {

@@ -19,7 +19,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { closeSync, openSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import { NodeFileBackend } from '../io/node-file.js';
+import { NodeFileBackend } from '../node/file-backend.js';
 import { VhdxError } from '../format/errors.js';
 import type { VhdxImage } from '../image/image.js';
 import * as P from './protocol.js';

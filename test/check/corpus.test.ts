@@ -8,7 +8,7 @@ import { strict as assert } from 'node:assert';
 import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { NodeFileBackend } from '../../src/io/node-file.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
 import { VhdxImage } from '../../src/image/image.js';
 import { check } from '../../src/ops/check.js';
 import { MemoryBackend } from '../../src/io/memory.js';

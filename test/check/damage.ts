@@ -4,8 +4,8 @@
  * would. Shared by the check corpus test and the agreement test against qemu-img.
  */
 import { closeSync, openSync, readSync, statSync, truncateSync, writeSync, appendFileSync } from 'node:fs';
-import { NodeFileBackend } from '../../src/io/node-file.js';
-import { buildImage } from '../../src/ops/build-image.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
+import { buildImage } from '../build-image.js';
 import { VhdxImage } from '../../src/image/image.js';
 import { chooseHeader, HeaderWriter, readHeaderCopies } from '../../src/image/headers.js';
 import { decodeRegionTable, encodeRegionTable } from '../../src/format/region-table.js';

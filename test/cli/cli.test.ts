@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { run, tempDir, VHDX_BIN, patternBytes } from '../helpers.js';
-import { NodeFileBackend } from '../../src/io/node-file.js';
-import { buildImage } from '../../src/ops/build-image.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
+import { buildImage } from '../build-image.js';
 
 const MiB = 1024 * 1024;
 

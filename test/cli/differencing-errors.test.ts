@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { commitImage, createChild, openImage, rebaseImage } from '../../src/node.js';
+import { commitImage, createChild, openImage, rebaseImage } from '../../src/node/paths.js';
 import { VhdxError, type VhdxErrorCode } from '../../src/format/errors.js';
 import { VHDX_BIN, patternBytes, run, runOk, sha256File, tempDir, type RunResult } from '../helpers.js';
 

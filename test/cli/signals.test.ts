@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openImage } from '../../src/node.js';
+import { openImage } from '../../src/node/paths.js';
 import { requireProgram, run, runOk, tempDir, tiledBytes, VHDX_BIN } from '../helpers.js';
 
 const MiB = 1024 * 1024;

@@ -15,6 +15,7 @@ import { ROOT, run, tempDir } from '../helpers.js';
 
 const DOC = join(ROOT, 'docs', 'api.md');
 const LIBRARY_URL = pathToFileURL(join(ROOT, 'dist', 'src', 'index.js')).href;
+const NODE_LIBRARY_URL = pathToFileURL(join(ROOT, 'dist', 'src', 'node', 'index.js')).href;
 
 interface Example {
   /** 1-based line of the opening fence in docs/api.md. */
@@ -50,7 +51,7 @@ function toRunnable(example: Example): string {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
     fileName: 'example.mts',
   }).outputText;
-  return js.replace(/(from\s+|import\s*\(\s*)(['"])vhdx\2/g, (_m, lead: string) => `${lead}'${LIBRARY_URL}'`);
+  return js.replace(/(from\s+|import\s*\(\s*)(['"])vhdx(\/node)?\2/g, (_m, lead: string, _q: string, node: string | undefined) => `${lead}'${node ? NODE_LIBRARY_URL : LIBRARY_URL}'`);
 }
 
 const markdown = readFileSync(DOC, 'utf8');
@@ -66,9 +67,11 @@ describe('docs/api.md examples', () => {
   test('the page has examples and they cover every public export and image method', async () => {
     assert.ok(examples.length >= 20, `only ${examples.length} ts blocks found`);
     const code = examples.map((e) => e.source).join('\n');
-    const library = (await import(LIBRARY_URL)) as Record<string, unknown>;
+    // The Node entry re-exports the core: its exports are both entries'.
+    const library = (await import(NODE_LIBRARY_URL)) as Record<string, unknown>;
+    assert.ok('VhdxImage' in library && 'openImage' in library, 'vhdx/node exports the core and its own');
     const missing = Object.keys(library).filter((name) => !new RegExp(`\\b${name}\\b`).test(code));
-    assert.deepEqual(missing, [], 'exports of src/index.ts that no example uses');
+    assert.deepEqual(missing, [], 'exports of src/index.ts or src/node/index.ts that no example uses');
     // Public members of VhdxImage, from its declarations (private ones are emitted without a signature).
     const declarations = readFileSync(join(ROOT, 'dist', 'src', 'image', 'image.d.ts'), 'utf8');
     const dts = declarations.slice(declarations.indexOf('export declare class VhdxImage'));
@@ -77,7 +80,7 @@ describe('docs/api.md examples', () => {
     const unused = members.filter((m) => !new RegExp(`\\.${m}\\b`).test(code));
     assert.deepEqual(unused, [], 'public VhdxImage members that no example uses');
     // Every exported type is named in the prose or an example.
-    const index = readFileSync(join(ROOT, 'src', 'index.ts'), 'utf8');
+    const index = readFileSync(join(ROOT, 'src', 'index.ts'), 'utf8') + readFileSync(join(ROOT, 'src', 'node', 'index.ts'), 'utf8');
     const typeNames = [...index.matchAll(/\btype\s+(\w+)/g)].map((m) => m[1]!).filter((n) => n !== 'type');
     const exportTypeBlocks = [...index.matchAll(/export type \{([^}]*)\}/g)].flatMap((m) => m[1]!.split(',').map((s) => s.trim()).filter(Boolean));
     const unnamed = [...new Set([...typeNames, ...exportTypeBlocks])].filter((n) => !new RegExp(`\\b${n}\\b`).test(markdown));

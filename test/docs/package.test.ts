@@ -40,12 +40,18 @@ describe('package contents', () => {
     assert.equal(entry['default'], `./${pkg.main}`);
     for (const path of [pkg.main, pkg.types, ...Object.values(pkg.bin)]) assert.ok(existsSync(join(ROOT, path)), `${path} is missing`);
     accessSync(join(ROOT, pkg.bin['vhdx']!), constants.X_OK);
-    assert.match(readFileSync(join(ROOT, pkg.types), 'utf8'), /export \{[^}]*\bopenImage\b[^}]*\}/);
+    assert.match(readFileSync(join(ROOT, pkg.types), 'utf8'), /export \{[^}]*\bVhdxImage\b[^}]*\}/);
+    // The Node entry, `vhdx/node`, the same way.
+    const node = pkg.exports['./node'];
+    assert.ok(node && typeof node === 'object', 'exports["./node"] is a conditions object');
+    assert.deepEqual(Object.keys(node), ['types', 'default']);
+    for (const path of Object.values(node)) assert.ok(existsSync(join(ROOT, path)), `${path} is missing`);
+    assert.match(readFileSync(join(ROOT, node['types']!), 'utf8'), /export \{[^}]*\bopenImage\b[^}]*\}/);
   });
 
   test('npm pack ships the library, its declarations and the launcher, and no tests or sources', () => {
     const files = packedFiles();
-    for (const required of ['package.json', 'README.md', 'bin/vhdx', 'dist/cli.js', 'binding.gyp', 'native/vhdx_native.c', 'scripts/build-native.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/node.d.ts', 'dist/src/cli/main.js']) {
+    for (const required of ['package.json', 'README.md', 'bin/vhdx', 'dist/cli.js', 'binding.gyp', 'native/vhdx_native.c', 'scripts/build-native.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/node/index.js', 'dist/src/node/index.d.ts', 'dist/src/cli/main.js']) {
       assert.ok(files.includes(required), `${required} is not in the package`);
     }
     // Every compiled library module and its declarations, so every import and type reference resolves.

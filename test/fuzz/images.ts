@@ -9,7 +9,7 @@ import { decodeHeader } from '../../src/format/header.js';
 import { decodeFileParameters, decodeMetadataTable, decodeSectorSize, decodeVirtualDiskSize, METADATA_TABLE_SIZE } from '../../src/format/metadata.js';
 import { decodeRegionTable } from '../../src/format/region-table.js';
 import { MemoryBackend } from '../../src/io/memory.js';
-import { buildImage, type BuildSpec } from '../../src/ops/build-image.js';
+import { buildImage, type BuildSpec } from '../build-image.js';
 import { patternBytes } from '../helpers.js';
 
 export const KiB = 1024;

@@ -1,5 +1,5 @@
 /** Building and patching in-memory images for the image-layer tests. */
-import { buildImage, type BuildSpec } from '../../src/ops/build-image.js';
+import { buildImage, type BuildSpec } from '../build-image.js';
 import { MemoryBackend } from '../../src/io/memory.js';
 import { decodeHeader, encodeHeader, type Header } from '../../src/format/header.js';
 import { decodeRegionTable, encodeRegionTable, type RegionTable } from '../../src/format/region-table.js';

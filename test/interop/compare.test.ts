@@ -9,9 +9,9 @@ import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VHDX_BIN, requireProgram, run, tempDir, tiledBytes } from '../helpers.js';
-import { NodeFileBackend } from '../../src/io/node-file.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
 import { create } from '../../src/ops/create.js';
-import { openImage } from '../../src/node.js';
+import { openImage } from '../../src/node/paths.js';
 
 const MiB = 1024 * 1024;
 

@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createChild, openImage } from '../../src/node.js';
+import { createChild, openImage } from '../../src/node/paths.js';
 import { ROOT, SYSTEM_PYTHON, VHDX_BIN, requireProgram, run, runOk, tempDir, tiledBytes } from '../helpers.js';
 import { LIBVHDI_DISK_TYPES, MiB, batBlockState, compareFiles, describeDifference, qemuCheckProblem, qemuImgCheck, requirePyvhdi, sameBytes } from './util.js';
 

@@ -12,9 +12,9 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VhdxImage } from '../../src/image/image.js';
-import { NodeFileBackend } from '../../src/io/node-file.js';
-import { openImage } from '../../src/node.js';
-import { buildImage, type BuildSpec } from '../../src/ops/build-image.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
+import { openImage } from '../../src/node/paths.js';
+import { buildImage, type BuildSpec } from '../build-image.js';
 import { patternBytes, requireProgram, run, runOk, tempDir } from '../helpers.js';
 import {
   MiB,

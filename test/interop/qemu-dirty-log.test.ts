@@ -24,7 +24,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VhdxImage } from '../../src/image/image.js';
-import { NodeFileBackend } from '../../src/io/node-file.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
 import { VHDX_BIN, requireProgram, run, runOk, tempDir } from '../helpers.js';
 import {
   MiB,

@@ -8,9 +8,9 @@ import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openImage } from '../../src/node.js';
-import { NodeFileBackend } from '../../src/io/node-file.js';
-import { buildImage, type BuildSpec } from '../../src/ops/build-image.js';
+import { openImage } from '../../src/node/paths.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
+import { buildImage, type BuildSpec } from '../build-image.js';
 import { patternBytes, tempDir } from '../helpers.js';
 import { LIBVHDI_DISK_TYPES, MiB, describeDifference, libvhdiRead, modelBytes, requirePyvhdi, sameBytes, writeModelRaw, type Write } from './util.js';
 

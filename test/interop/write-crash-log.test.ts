@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VhdxImage } from '../../src/image/image.js';
 import { MemoryBackend } from '../../src/io/memory.js';
-import { NodeFileBackend } from '../../src/io/node-file.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
 import { create } from '../../src/ops/create.js';
 import { VHDX_BIN, patternBytes, requireProgram, run, runOk, tempDir } from '../helpers.js';
 import { DiskModel, rng, runUntilCut, type Op } from '../model.js';

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openImage } from '../../src/node.js';
+import { openImage } from '../../src/node/paths.js';
 import { VHDX_BIN, patternBytes, requireProgram, runOk, tempDir } from '../helpers.js';
 import {
   MiB,

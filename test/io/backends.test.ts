@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { MemoryBackend } from '../../src/io/memory.js';
-import { NodeFileBackend } from '../../src/io/node-file.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
 import { readExactly, type Backend } from '../../src/io/backend.js';
 import { VhdxError } from '../../src/format/errors.js';
 import { tempDir } from '../helpers.js';

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openImage } from '../../src/node.js';
+import { openImage } from '../../src/node/paths.js';
 import { VHDX_BIN, patternBytes, requireProgram, run, runOk, tempDir } from '../helpers.js';
 import { MiB, compareFiles, modelBytes, sameBytes, writeModelRaw, type Write } from '../interop/util.js';
 import { CMD, TestClient, startServe, type ServedProcess } from './util.js';

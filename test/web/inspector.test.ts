@@ -19,9 +19,9 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { NodeFileBackend } from '../../src/io/node-file.js';
-import { openImage } from '../../src/node.js';
-import { buildImage } from '../../src/ops/build-image.js';
+import { NodeFileBackend } from '../../src/node/file-backend.js';
+import { openImage } from '../../src/node/paths.js';
+import { buildImage } from '../build-image.js';
 import { patternBytes, ROOT, runOk, sha256File, tempDir, VHDX_BIN } from '../helpers.js';
 
 const MiB = 1024 * 1024;

@@ -1,4 +1,4 @@
-import { NodeFileBackend } from '../../io/node-file.js';
+import { NodeFileBackend } from '../../node/file-backend.js';
 import { check as checkImage, type CheckReport, type Finding } from '../../ops/check.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { humanSize, usage } from '../args.js';

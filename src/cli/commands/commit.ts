@@ -1,4 +1,4 @@
-import { commitImage } from '../../node.js';
+import { commitImage } from '../../node/paths.js';
 import { humanSize } from '../args.js';
 import { Interrupted, interruptible } from '../interrupt.js';
 import { printJson, writeStdout } from '../output.js';

@@ -1,5 +1,5 @@
-import { NodeFileBackend, toVhdxError } from '../../io/node-file.js';
-import { attachParents } from '../../node.js';
+import { NodeFileBackend, toVhdxError } from '../../node/file-backend.js';
+import { attachParents } from '../../node/paths.js';
 import { VhdxImage } from '../../image/image.js';
 import { compareDisks } from '../../ops/compare.js';
 import { rawSource, vhdxSource, type DiskSource } from '../../ops/source.js';

@@ -1,7 +1,7 @@
 import { unlinkSync } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
-import { NodeFileBackend } from '../../io/node-file.js';
-import { attachParents } from '../../node.js';
+import { NodeFileBackend } from '../../node/file-backend.js';
+import { attachParents } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { VhdxImage } from '../../image/image.js';
 import { convertToRaw } from '../../ops/convert.js';

@@ -1,8 +1,8 @@
 import { unlinkSync } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
-import { NodeFileBackend } from '../../io/node-file.js';
+import { NodeFileBackend } from '../../node/file-backend.js';
 import { create as createImage, resolveCreateOptions } from '../../ops/create.js';
-import { createChild, openImage } from '../../node.js';
+import { createChild, openImage } from '../../node/paths.js';
 import { VhdxError } from '../../format/errors.js';
 import { humanSize, parseSize } from '../args.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';

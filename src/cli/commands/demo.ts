@@ -1,9 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NodeFileBackend } from '../../io/node-file.js';
+import { NodeFileBackend } from '../../node/file-backend.js';
 import { create } from '../../ops/create.js';
-import { openImage } from '../../node.js';
+import { openImage } from '../../node/paths.js';
 import { VhdxError } from '../../format/errors.js';
 import { writeStdout } from '../output.js';
 import type { Command } from '../command.js';

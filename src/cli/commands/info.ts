@@ -1,4 +1,4 @@
-import { openImage } from '../../node.js';
+import { openImage } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
 import { printJson, writeStdout } from '../output.js';

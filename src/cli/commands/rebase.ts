@@ -1,4 +1,4 @@
-import { rebaseImage } from '../../node.js';
+import { rebaseImage } from '../../node/paths.js';
 import { writeStdout } from '../output.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import type { Command } from '../command.js';

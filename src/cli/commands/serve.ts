@@ -1,4 +1,4 @@
-import { openImage } from '../../node.js';
+import { openImage } from '../../node/paths.js';
 import { serveNbd } from '../../nbd/server.js';
 import { usage } from '../args.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { openImage } from '../../node.js';
-import { toVhdxError } from '../../io/node-file.js';
+import { openImage } from '../../node/paths.js';
+import { toVhdxError } from '../../node/file-backend.js';
 import { humanSize, parseSize, usage } from '../args.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';

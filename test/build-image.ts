@@ -3,16 +3,16 @@
  * makes what other tools cannot (4096-byte logical sectors, either region order, legacy states, a log
  * left unreplayed) for tests and for the demo. It is not crash-safe; `create` is the writer for users.
  */
-import { MiB, roundUp } from '../format/bytes.js';
-import { PAYLOAD_BLOCK_FULLY_PRESENT, encodeBatEntry, payloadEntryIndex } from '../format/bat.js';
-import { HEADER1_OFFSET, HEADER2_OFFSET, LOG_SECTOR_SIZE, REGION_BAT, REGION_METADATA, REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET } from '../format/constants.js';
-import { encodeFileIdentifier } from '../format/file-identifier.js';
-import { randomGuid, ZERO_GUID } from '../format/guid.js';
-import { encodeHeader } from '../format/header.js';
-import { encodeLogEntry, type LogDescriptor } from '../format/log-entry.js';
-import { encodeRegionTable } from '../format/region-table.js';
-import type { Backend } from '../io/backend.js';
-import { encodeMetadataRegion, planLayout, type ImageParameters } from './layout.js';
+import { MiB, roundUp } from '../src/format/bytes.js';
+import { PAYLOAD_BLOCK_FULLY_PRESENT, encodeBatEntry, payloadEntryIndex } from '../src/format/bat.js';
+import { HEADER1_OFFSET, HEADER2_OFFSET, LOG_SECTOR_SIZE, REGION_BAT, REGION_METADATA, REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET } from '../src/format/constants.js';
+import { encodeFileIdentifier } from '../src/format/file-identifier.js';
+import { randomGuid, ZERO_GUID } from '../src/format/guid.js';
+import { encodeHeader } from '../src/format/header.js';
+import { encodeLogEntry, type LogDescriptor } from '../src/format/log-entry.js';
+import { encodeRegionTable } from '../src/format/region-table.js';
+import type { Backend } from '../src/io/backend.js';
+import { encodeMetadataRegion, planLayout, type ImageParameters } from '../src/ops/layout.js';
 
 export interface BuildSpec {
   virtualSize: number;

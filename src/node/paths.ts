@@ -6,13 +6,13 @@ import { access, realpath, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 // create and merge are loaded when first needed: opening and reading an image (most commands) never
 // needs them, and every module costs start-up time.
-import type { CreateOptions } from './ops/create.js';
-import type { MergeOptions, MergeResult } from './ops/merge.js';
-import { VhdxError } from './format/errors.js';
-import { NodeFileBackend } from './io/node-file.js';
-import type { CacheMode } from './io/backend.js';
-import { VhdxImage } from './image/image.js';
-import type { OpenOptions } from './image/open.js';
+import type { CreateOptions } from '../ops/create.js';
+import type { MergeOptions, MergeResult } from '../ops/merge.js';
+import { VhdxError } from '../format/errors.js';
+import { NodeFileBackend } from './file-backend.js';
+import type { CacheMode } from '../io/backend.js';
+import { VhdxImage } from '../image/image.js';
+import type { OpenOptions } from '../image/open.js';
 
 /** The deepest chain `openImage` follows (child, parent, grandparent...). */
 export const MAX_CHAIN_DEPTH = 64;
@@ -115,7 +115,7 @@ export async function locateParent(childPath: string, entries: Record<string, st
 export async function createChild(childPath: string, parentPath: string, options: Omit<CreateOptions, 'parent' | 'virtualSize'> & { cache?: CacheMode } = {}): Promise<void> {
   // Everything that can be refused is refused before the child's path is touched.
   if (options.type === 'fixed') throw new VhdxError('INVALID_ARGUMENT', 'a differencing disk cannot be fixed', { file: childPath });
-  const { create, resolveCreateOptions } = await import('./ops/create.js');
+  const { create, resolveCreateOptions } = await import('../ops/create.js');
   const parent = await openImage(parentPath);
   try {
     const absolute = resolve(parentPath);
@@ -163,7 +163,7 @@ export async function commitImage(
       await parent.close();
       throw error;
     }
-    const { mergeIntoParent } = await import('./ops/merge.js');
+    const { mergeIntoParent } = await import('../ops/merge.js');
     result = await mergeIntoParent(child, options);
   } finally {
     await child.close();

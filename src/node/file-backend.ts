@@ -3,7 +3,7 @@ import { constants, fstatSync, ftruncateSync, readSync, writeSync } from 'node:f
 import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { VhdxError } from '../format/errors.js';
-import { writeZeroBytes, type Backend, type CacheMode } from './backend.js';
+import { writeZeroBytes, type Backend, type CacheMode } from '../io/backend.js';
 import { FALLOC_FL_ZERO_RANGE, SYNC_FILE_RANGE_WRITE, native } from './native.js';
 
 export interface NodeFileOptions {
