@@ -22,7 +22,7 @@ import { randomFillSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createChild, openImage } from '../src/node.js';
+import { createChild, openImage } from '../src/node/paths.js';
 import { GiB, KiB, MiB, ROOT, available, formatBytes, formatSeconds, freeBytes, identical, loadLine, median, min, runOk, settle, table, timeCommand, versionLine, warmPageCache, writeSparseRandomRaw, type Segment } from './lib.js';
 import { rng } from '../test/model.js';
 

@@ -53,7 +53,7 @@
  */
 import { closeSync, fdatasyncSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { openImage } from '../src/node.js';
+import { openImage } from '../src/node/paths.js';
 
 // The bench helpers are loaded only by the parent process (see main): the child, whose whole process
 // is timed, loads the library and nothing else.

@@ -24,8 +24,8 @@ import { existsSync, mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { NodeFileBackend } from '../src/io/node-file.js';
-import { openImage } from '../src/node.js';
+import { NodeFileBackend } from '../src/node/file-backend.js';
+import { openImage } from '../src/node/paths.js';
 import { convertToRaw } from '../src/ops/convert.js';
 import {
   GiB,

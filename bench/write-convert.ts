@@ -32,7 +32,7 @@
 import { randomFillSync } from 'node:crypto';
 import { closeSync, fdatasyncSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { NodeFileBackend } from '../src/io/node-file.js';
+import { NodeFileBackend } from '../src/node/file-backend.js';
 import { convertToVhdx } from '../src/ops/convert-to-vhdx.js';
 import { rawSource } from '../src/ops/source.js';
 import type { Backend } from '../src/io/backend.js';

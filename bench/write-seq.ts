@@ -27,8 +27,8 @@
  */
 import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { NodeFileBackend } from '../src/io/node-file.js';
-import { openImage } from '../src/node.js';
+import { NodeFileBackend } from '../src/node/file-backend.js';
+import { openImage } from '../src/node/paths.js';
 import { create } from '../src/ops/create.js';
 import {
   GiB,
