@@ -1,6 +1,7 @@
 import { fstatSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { native } from '../node/native.js';
+import type { OptionSpec } from './command.js';
 
 /** Writing to stdout with backpressure, so large outputs never pile up in memory. */
 export function writeStdout(data: Uint8Array | string): Promise<void> {
@@ -8,6 +9,9 @@ export function writeStdout(data: Uint8Array | string): Promise<void> {
     process.stdout.write(data, (error) => (error ? reject(error) : resolve()));
   });
 }
+
+/** `--json`, as every command that can print JSON takes it (what it prints is `printJson`'s). */
+export const JSON_OPTION: OptionSpec = { type: 'boolean', description: 'print the result as JSON (machine-readable)' };
 
 export function printJson(value: unknown): Promise<void> {
   return writeStdout(`${JSON.stringify(value, null, 2)}\n`);

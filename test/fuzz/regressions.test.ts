@@ -68,35 +68,16 @@ for (const { probe, expect } of PROBES) {
  * open validates regions against the log-extended size and reads a 64 MiB BAT (512 MiB with a 64 TiB
  * disk) from a file that has 7.
  */
-test('regression: a log LastFileOffset far past the end does not size the BAT read', async () => {
-  const base = await baseImage('dynamic-windows-512');
-  const mutation: Mutation = {
-    kind: 'extendByLog',
-    how: 'lastFileOffset',
-    to: { raw: 2n ** 36n },
-    bat: 'keep',
-    batLength: 513 * MiB,
-    metadata: 'keep',
-    virtualSize: 2n ** 43n,
-    blockSize: 'keep',
-  };
-  await checkMutated(sandbox, base, [mutation], 'LastFileOffset 2^36, BAT region 513 MiB, virtual size 2^43', 1);
-});
-
-test('regression: the same with a 64 TiB disk and a zero descriptor reaching 2^46', async () => {
-  const base = await baseImage('dynamic-windows-512');
-  const mutation: Mutation = {
-    kind: 'extendByLog',
-    how: 'zeroDescriptor',
-    to: { raw: 2n ** 46n },
-    bat: 'keep',
-    batLength: 513 * MiB,
-    metadata: 'keep',
-    virtualSize: 2n ** 46n,
-    blockSize: 'keep',
-  };
-  await checkMutated(sandbox, base, [mutation], 'zero descriptor to 2^46, BAT region 513 MiB, virtual size 2^46', 1);
-});
+for (const { name, how, to, virtualSize, label } of [
+  { name: 'a log LastFileOffset far past the end does not size the BAT read', how: 'lastFileOffset', to: 2n ** 36n, virtualSize: 2n ** 43n, label: 'LastFileOffset 2^36, BAT region 513 MiB, virtual size 2^43' },
+  { name: 'the same with a 64 TiB disk and a zero descriptor reaching 2^46', how: 'zeroDescriptor', to: 2n ** 46n, virtualSize: 2n ** 46n, label: 'zero descriptor to 2^46, BAT region 513 MiB, virtual size 2^46' },
+] as const) {
+  test(`regression: ${name}`, async () => {
+    const base = await baseImage('dynamic-windows-512');
+    const mutation: Mutation = { kind: 'extendByLog', how, to: { raw: to }, bat: 'keep', batLength: 513 * MiB, metadata: 'keep', virtualSize, blockSize: 'keep' };
+    await checkMutated(sandbox, base, [mutation], label, 1);
+  });
+}
 
 /**
  * Found by "differencing disks with a hostile parent locator" (metadata.test) and by the stacked

@@ -11,8 +11,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VHDX_BIN, requireProgram, run, runOk, tempDir } from '../helpers.js';
 import {
+  LARGE_SIZE,
   LIBVHDI_DISK_TYPES,
   MiB,
+  SMALL_SIZE,
   compareFiles,
   fillWrite,
   libvhdiRead,
@@ -25,10 +27,6 @@ import {
   writeModelRaw,
 } from './util.js';
 
-/** 41 MiB + 7 sectors: a multiple of 512, not of 1 MiB, not of 8 or 32 MiB. */
-const SMALL_SIZE = 41 * MiB + 7 * 512;
-/** 256 MiB blocks need a disk larger than one block to have a boundary and a partial last block. */
-const LARGE_SIZE = 261 * MiB + 7 * 512;
 
 /**
  * qemu-io accepts byte-granular offsets and lengths for vhdx (the block layer does the read-modify-write

@@ -10,6 +10,10 @@ import { ROOT, SYSTEM_PYTHON, VHDX_BIN, run, runOk } from '../helpers.js';
 import type { Op } from '../model.js';
 
 export const MiB = 1024 * 1024;
+/** 41 MiB + 7 sectors: a multiple of 512, not of 1 MiB, not of 8 or 32 MiB (the last block is partial). */
+export const SMALL_SIZE = 41 * MiB + 7 * 512;
+/** 256 MiB blocks need a disk larger than one block: two blocks, the second a partial one of 5 MiB + 7 sectors. */
+export const LARGE_SIZE = 261 * MiB + 7 * 512;
 const CHUNK = 4 * MiB;
 
 /** One write the test made: the expected content of the virtual disk is zeros overlaid with these, in order. */

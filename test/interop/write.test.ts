@@ -23,8 +23,10 @@ import { create, type CreateOptions } from '../../src/ops/create.js';
 import { VHDX_BIN, patternBytes, requireProgram, runOk, tempDir } from '../helpers.js';
 import { applyOp, type Op } from '../model.js';
 import {
+  LARGE_SIZE,
   LIBVHDI_DISK_TYPES,
   MiB,
+  SMALL_SIZE,
   compareFiles,
   libvhdiRead,
   qemuCheckProblem,
@@ -37,10 +39,6 @@ import {
   writesOfOps,
 } from './util.js';
 
-/** 41 MiB + 7 sectors: a multiple of 512, not of 1 MiB or 32 MiB (the last block is partial). */
-const SMALL_SIZE = 41 * MiB + 7 * 512;
-/** 256 MiB blocks: two blocks, the second a partial one of 5 MiB + 7 sectors. */
-const LARGE_SIZE = 261 * MiB + 7 * 512;
 /** 4 KiB sectors: 33 MiB + 3 sectors, the last block partial for both 1 and 32 MiB blocks. */
 const SIZE_4K = 33 * MiB + 3 * 4096;
 

@@ -2,7 +2,7 @@ import { NodeFileBackend } from '../../node/file-backend.js';
 import { check as checkImage, type CheckReport, type Finding } from '../../ops/check.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { humanSize, usage } from '../args.js';
-import { printJson, writeStdout } from '../output.js';
+import { printJson, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
 export const check: Command = {
@@ -15,7 +15,7 @@ export const check: Command = {
   ],
   options: {
     repair: { type: 'boolean', short: 'r', description: 'fix what can be fixed without losing reachable data (default: report only)' },
-    json: { type: 'boolean', description: 'machine-readable report' },
+    json: JSON_OPTION,
     cache: CACHE_OPTION,
   },
   positionals: ['FILE'],

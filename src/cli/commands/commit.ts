@@ -1,7 +1,7 @@
 import { commitImage } from '../../node/paths.js';
 import { humanSize } from '../args.js';
 import { Interrupted, interruptible } from '../interrupt.js';
-import { printJson, writeStdout } from '../output.js';
+import { printJson, writeStdout, JSON_OPTION } from '../output.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import type { Command } from '../command.js';
@@ -16,7 +16,7 @@ export const commit: Command = {
   options: {
     parent: { type: 'string', description: 'the parent, instead of where the locator says' },
     remove: { type: 'boolean', description: 'delete CHILD once it is merged' },
-    json: { type: 'boolean', description: 'machine-readable result' },
+    json: JSON_OPTION,
     cache: CACHE_OPTION,
     progress: PROGRESS_OPTION,
   },

@@ -6,7 +6,7 @@ import { rawSource, vhdxSource, type DiskSource } from '../../ops/source.js';
 import { hasSignature } from '../../format/bytes.js';
 import { readFully } from '../../io/backend.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
-import { printJson, writeStdout } from '../output.js';
+import { printJson, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
 interface OpenedDisk {
@@ -50,7 +50,7 @@ export const compare: Command = {
   ],
   options: {
     strict: { type: 'boolean', short: 's', description: 'disks of different sizes differ (else the extra part must read as zeros)' },
-    json: { type: 'boolean', description: 'machine-readable output' },
+    json: JSON_OPTION,
     progress: PROGRESS_OPTION,
   },
   positionals: ['A', 'B'],

@@ -1,7 +1,7 @@
 import { openImage } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
-import { printJson, writeStdout } from '../output.js';
+import { printJson, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
 export const info: Command = {
@@ -9,7 +9,7 @@ export const info: Command = {
   usage: 'vhdx info FILE [--json] [--chain [--parent PATH]]',
   examples: ['vhdx info disk.vhdx', 'vhdx info disk.vhdx --json | jq .virtualSize', 'vhdx info checkpoint.avhdx --chain   # the child and every parent'],
   options: {
-    json: { type: 'boolean', description: 'machine-readable output' },
+    json: JSON_OPTION,
     chain: { type: 'boolean', description: 'differencing disks: describe every image of the chain, child first' },
     ...PARENT_OPTIONS,
   },

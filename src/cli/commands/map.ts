@@ -1,7 +1,7 @@
 import { openImage } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
-import { printJson, writeStdout } from '../output.js';
+import { printJson, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
 export const map: Command = {
@@ -9,7 +9,7 @@ export const map: Command = {
   usage: 'vhdx map FILE [--json] [--parent PATH]',
   examples: ['vhdx map disk.vhdx', "vhdx map disk.vhdx --json | jq '.[] | select(.kind == \"data\")'"],
   options: {
-    json: { type: 'boolean', description: 'machine-readable output' },
+    json: JSON_OPTION,
     ...PARENT_OPTIONS,
   },
   positionals: ['FILE'],
