@@ -8,8 +8,10 @@ import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'nod
 // needs them, and every module costs start-up time.
 import type { CreateOptions } from '../ops/create.js';
 import type { MergeOptions, MergeResult } from '../ops/merge.js';
+import { hasSignature } from '../format/bytes.js';
 import { VhdxError } from '../format/errors.js';
-import { NodeFileBackend } from './file-backend.js';
+import { readFully } from '../io/backend.js';
+import { NodeFileBackend, toVhdxError } from './file-backend.js';
 import type { CacheMode } from '../io/backend.js';
 import { VhdxImage } from '../image/image.js';
 import type { OpenOptions } from '../image/open.js';
@@ -26,6 +28,40 @@ export interface OpenImageOptions extends Omit<OpenOptions, 'parent'> {
   parentPath?: string | false;
   /** Writable opens: how writes use the host's cache (`writeback` by default; see `CacheMode`). Parents, opened read-only, ignore it. */
   cache?: CacheMode;
+}
+
+/** A disk given by path (`openDisk`): a VHDX image, or the raw file. */
+export type OpenedDisk = { kind: 'vhdx'; image: VhdxImage; close(): Promise<void> } | { kind: 'raw'; backend: NodeFileBackend; size: number; close(): Promise<void> };
+
+/**
+ * Opens `path` read-only as what it holds: a VHDX image (a differencing disk with its chain, per
+ * `options`) when the file starts with the `vhdxfile` signature, else a raw disk image.
+ */
+export async function openDisk(path: string, options: OpenImageOptions = {}): Promise<OpenedDisk> {
+  const backend = await NodeFileBackend.open(path, { readOnly: true });
+  try {
+    const magic = new Uint8Array(8);
+    await readFully(backend, magic, 0);
+    if (!hasSignature(magic, 0, 'vhdxfile')) return { kind: 'raw', backend, size: await backend.size(), close: () => backend.close() };
+  } catch (error) {
+    await backend.close();
+    throw toVhdxError(error, path);
+  }
+  let image: VhdxImage;
+  try {
+    const { parentPath: _chainOnly, cache: _writableOnly, ...rest } = options;
+    image = await VhdxImage.open(backend, { ...rest, readOnly: true });
+  } catch (error) {
+    await backend.close();
+    throw error;
+  }
+  try {
+    await attachParents(image, path, options);
+  } catch (error) {
+    await image.close();
+    throw error;
+  }
+  return { kind: 'vhdx', image, close: () => image.close() };
 }
 
 /**
@@ -118,9 +154,7 @@ export async function createChild(childPath: string, parentPath: string, options
   const { create, resolveCreateOptions } = await import('../ops/create.js');
   const parent = await openImage(parentPath);
   try {
-    const absolute = resolve(parentPath);
-    let relativePath = relative(dirname(resolve(childPath)), absolute).split(sep).join('\\');
-    if (!relativePath.startsWith('..')) relativePath = `.\\${relativePath}`;
+    const { relativePath, absolutePath: absolute } = locatorPaths(childPath, parentPath);
     resolveCreateOptions({ ...options, virtualSize: parent.virtualSize, logicalSectorSize: parent.logicalSectorSize, physicalSectorSize: parent.physicalSectorSize });
     const { cache, ...shape } = options;
     const backend = await NodeFileBackend.open(childPath, { readOnly: false, create: true, ...(cache ? { cache } : {}) });
@@ -187,25 +221,25 @@ export async function rebaseImage(childPath: string, newParentPath: string, opti
     }
     const parent = await openImage(newParentPath);
     try {
-      child.attachParent(parent, { ignoreParentLinkage: options.force ?? false }); // sizes, sectors, linkage
-      const absolute = resolve(newParentPath);
-      let relativePath = relative(dirname(resolve(childPath)), absolute).split(sep).join('\\');
-      if (!relativePath.startsWith('..')) relativePath = `.\\${relativePath}`;
-      const locator = child.parentLocator ?? {};
-      const linkage = options.force ? `{${parent.info().dataWriteGuid.toLowerCase()}}` : (locator.parent_linkage ?? '');
-      const kept = Object.entries(locator).filter(([k]) => !['relative_path', 'absolute_win32_path', 'volume_path', 'parent_linkage', ...(options.force ? ['parent_linkage2'] : [])].includes(k));
-      await child.setParentLocator([
-        { key: 'parent_linkage', value: linkage },
-        ...kept.map(([key, value]) => ({ key, value })),
-        { key: 'relative_path', value: relativePath },
-        { key: 'absolute_win32_path', value: absolute },
-      ]);
+      const { setParent } = await import('../ops/chain.js');
+      await setParent(child, parent, locatorPaths(childPath, newParentPath), { force: options.force ?? false });
     } finally {
       await parent.close();
     }
   } finally {
     await child.close();
   }
+}
+
+/**
+ * How a child's locator names its parent (§6.3): the path relative to the child's folder with Windows
+ * separators, starting `.\` when it goes down (as Windows writes it), and the absolute path.
+ */
+function locatorPaths(childPath: string, parentPath: string): { relativePath: string; absolutePath: string } {
+  const absolutePath = resolve(parentPath);
+  let relativePath = relative(dirname(resolve(childPath)), absolutePath).split(sep).join('\\');
+  if (!relativePath.startsWith('..')) relativePath = `.\\${relativePath}`;
+  return { relativePath, absolutePath };
 }
 
 /** The real path of a parent named by the user or a locator; NOT_FOUND (naming the child) when it does not exist. */

@@ -1,39 +1,14 @@
-import { NodeFileBackend, toVhdxError } from '../../node/file-backend.js';
-import { attachParents } from '../../node/paths.js';
-import { VhdxImage } from '../../image/image.js';
+import { openDisk } from '../../node/paths.js';
 import { compareDisks } from '../../ops/compare.js';
 import { rawSource, vhdxSource, type DiskSource } from '../../ops/source.js';
-import { hasSignature } from '../../format/bytes.js';
-import { readFully } from '../../io/backend.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import { printJson, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
-interface OpenedDisk {
-  source: DiskSource;
-  close(): Promise<void>;
-}
-
-/** Opens `path` read-only as a VHDX image when it starts with the `vhdxfile` signature, else as a raw image. */
-async function openDisk(path: string): Promise<OpenedDisk> {
-  const backend = await NodeFileBackend.open(path, { readOnly: true });
-  try {
-    const magic = new Uint8Array(8);
-    await readFully(backend, magic, 0);
-    if (hasSignature(magic, 0, 'vhdxfile')) {
-      const image = await VhdxImage.open(backend, { readOnly: true });
-      // A differencing disk is compared as its chain reads.
-      await attachParents(image, path).catch(async (error: unknown) => {
-        await image.close();
-        throw error;
-      });
-      return { source: vhdxSource(image), close: () => image.close() };
-    }
-    return { source: rawSource(backend, await backend.size()), close: () => backend.close() };
-  } catch (error) {
-    await backend.close();
-    throw toVhdxError(error, path);
-  }
+/** A disk to compare: its source, and how to close it. */
+async function openSource(path: string): Promise<{ source: DiskSource; close(): Promise<void> }> {
+  const disk = await openDisk(path); // a differencing disk is compared as its chain reads
+  return { source: disk.kind === 'vhdx' ? vhdxSource(disk.image) : rawSource(disk.backend, disk.size), close: () => disk.close() };
 }
 
 function hex(offset: number): string {
@@ -57,12 +32,12 @@ export const compare: Command = {
   errorStatus: 2,
   async run({ positionals: [pathA, pathB], values }) {
     const strict = Boolean(values.strict);
-    const disks: OpenedDisk[] = [];
+    const disks: { source: DiskSource; close(): Promise<void> }[] = [];
     const progress = await progressBar(values.progress as boolean | undefined, 'compare');
     let result;
     try {
-      disks.push(await openDisk(pathA!));
-      disks.push(await openDisk(pathB!));
+      disks.push(await openSource(pathA!));
+      disks.push(await openSource(pathB!));
       result = await compareDisks(disks[0]!.source, disks[1]!.source, {
         strict,
         onProgress: (done, total) => progress.update(done, total),

@@ -1,14 +1,12 @@
 import { unlinkSync } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { NodeFileBackend } from '../../node/file-backend.js';
-import { attachParents } from '../../node/paths.js';
+import { openDisk } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
-import { VhdxImage } from '../../image/image.js';
+import type { VhdxImage } from '../../image/image.js';
 import { convertToRaw } from '../../ops/convert.js';
 import type { DiskSource } from '../../ops/source.js';
-import { hasSignature } from '../../format/bytes.js';
 import { VhdxError } from '../../format/errors.js';
-import { readFully } from '../../io/backend.js';
 import { humanSize, parseSize, usage } from '../args.js';
 import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
@@ -69,15 +67,13 @@ export const convert: Command = {
         const { streamSource } = await import('../../ops/source.js');
         source = streamSource(stdinOfSize(stdinSize, stop, (n) => progress.update(n, stdinSize)), stdinSize);
       } else {
-        inputBackend = await NodeFileBackend.open(input!, { readOnly: true });
-        const magic = new Uint8Array(8);
-        await readFully(inputBackend, magic, 0);
-        if (hasSignature(magic, 0, 'vhdxfile')) {
-          image = await VhdxImage.open(inputBackend, { readOnly: true });
-          await attachParents(image, input!, parentOptions(values)); // a differencing disk is flattened with its chain
+        const disk = await openDisk(input!, parentOptions(values)); // a differencing disk is flattened with its chain
+        if (disk.kind === 'vhdx') {
+          image = disk.image;
         } else {
+          inputBackend = disk.backend;
           const { rawSource } = await import('../../ops/source.js');
-          source = rawSource(inputBackend, await inputBackend.size());
+          source = rawSource(disk.backend, disk.size);
         }
       }
       if (out === '-') {
