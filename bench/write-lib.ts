@@ -1,5 +1,5 @@
 /**
- * Helpers shared by the write benchmarks (write-convert, write-seq, write-alloc): a scratch folder that
+ * Helpers shared by the benchmarks (convert, stdout, random-io, write-seq, write-alloc): a scratch folder that
  * is always removed, timed child processes, durability and system-call tracing, verification with
  * qemu-img, and the report table with ratios and PASS/MISS verdicts.
  */

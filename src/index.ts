@@ -10,7 +10,7 @@ export { writeZeros, withoutFlush, CACHE_MODES, type Backend, type CacheMode } f
 export { MemoryBackend } from './io/memory.js';
 export { BlobBackend } from './io/blob.js';
 export { PowerLossBackend, PowerCut, type CrashModel } from './io/power-loss.js';
-export { VhdxImage, type ImageInfo, type Extent, type ExtentKind, type ImageType } from './image/image.js';
+export { VhdxImage, type ImageInfo, type Extent, type ExtentKind, type ImageType, type PlannedRange } from './image/image.js';
 export type { OpenOptions, LogState } from './image/open.js';
 export { guidFromString, guidToString, type Guid } from './format/guid.js';
 export { create, type CreateOptions } from './ops/create.js';

@@ -63,6 +63,20 @@ export interface Extent {
   layer?: number;
 }
 
+/**
+ * One run of a read plan (`VhdxImage.readPlan`): where the bytes of a virtual range come from, the
+ * differencing chain already followed (`layer` 0 is this image, 1 its parent, ...).
+ * - `file`: the bytes at `fileOffset` of `backend`, as they are (past the end of the file: zeros);
+ * - `zero`: zeros;
+ * - `image`: stored, but only `readInto` gives the right bytes (a log applied in memory changes some of
+ *   them, or the parent a differencing run needs is not attached: `readInto` then says so).
+ */
+export type PlannedRange = { offset: number; length: number; layer: number } & (
+  | { kind: 'file'; backend: Backend; fileOffset: number }
+  | { kind: 'zero' }
+  | { kind: 'image' }
+);
+
 export class VhdxImage {
   readonly readOnly: boolean;
   private closed = false;
@@ -282,13 +296,64 @@ export class VhdxImage {
    * The file may still end inside the range (a block cut short reads as zeros past it).
    */
   storedAt(offset: number, length: number): { backend: Backend; fileOffset: number } | null {
-    this.assertOpen();
     this.checkRange(offset, length);
-    const extents = this.extents(offset, length);
-    const only = extents.length === 1 ? extents[0]! : null;
-    if (!only || only.kind !== 'data') return null;
-    if (this.layout.overlay?.touches(only.fileOffset!, length)) return null;
-    return { backend: this.backend, fileOffset: only.fileOffset! };
+    const plan = this.readPlan(offset, length);
+    const only = plan.length === 1 ? plan[0]! : null;
+    return only?.kind === 'file' && only.layer === 0 ? { backend: only.backend, fileOffset: only.fileOffset } : null;
+  }
+
+  /**
+   * The read plan of [offset, offset + length): for every run, the file and offset its bytes come from,
+   * or zeros, through the whole chain. What `readInto` does, laid out for consumers that move the bytes
+   * themselves: kernel copies (`convertToRaw`), synchronous small reads (`readIntoSync`, the NBD server).
+   */
+  readPlan(offset = 0, length = this.virtualSize - offset): PlannedRange[] {
+    this.assertOpen();
+    const chain = this.chain();
+    const plan: PlannedRange[] = [];
+    for (const e of this.resolvedExtents(offset, length)) {
+      const at = { offset: e.offset, length: e.length, layer: e.layer! };
+      const layer = chain[e.layer!]!;
+      const range: PlannedRange =
+        e.kind === 'zero' || e.kind === 'unallocated'
+          ? { ...at, kind: 'zero' }
+          : e.kind === 'data' && !layer.layout.overlay?.touches(e.fileOffset!, e.length)
+            ? { ...at, kind: 'file', backend: layer.backend, fileOffset: e.fileOffset! }
+            : { ...at, kind: 'image' };
+      // Runs that read the same way merge: zeros with zeros (whatever their block states), file bytes
+      // that continue in the same file.
+      const last = plan[plan.length - 1];
+      const joins =
+        last !== undefined &&
+        ((last.kind === 'zero' && range.kind === 'zero') ||
+          (last.kind === 'file' && range.kind === 'file' && last.backend === range.backend && last.fileOffset + last.length === range.fileOffset));
+      if (joins) last.length += range.length;
+      else plan.push(range);
+    }
+    return plan;
+  }
+
+  /**
+   * `readInto` done synchronously, when the read plan allows it: every run is zeros or file bytes from
+   * a backend with `readSync`. False, with `target` in an unspecified state, when it does not (the
+   * caller then uses `readInto`). For small reads answered at once (the NBD server's).
+   */
+  readIntoSync(target: Uint8Array, offset: number): boolean {
+    const plan = this.readPlan(offset, target.length);
+    if (plan.some((r) => r.kind === 'image' || (r.kind === 'file' && !r.backend.readSync))) return false;
+    for (const r of plan) {
+      const piece = target.subarray(r.offset - offset, r.offset - offset + r.length);
+      let got = 0;
+      if (r.kind === 'file') {
+        while (got < piece.length) {
+          const n = r.backend.readSync!(piece.subarray(got), r.fileOffset + got);
+          if (n <= 0) break;
+          got += n;
+        }
+      }
+      piece.fill(0, got); // zeros, or a block cut short by the end of the file
+    }
+    return true;
   }
 
   /** Reads `length` bytes at virtual `offset` (any alignment). */

@@ -30,6 +30,11 @@ export interface Backend {
    * backend, a file system without the call, the end of the source), and the caller copies the rest.
    */
   copyFrom?(source: Backend, sourcePosition: number, position: number, length: number): Promise<number>;
+  /**
+   * Optional: `read`, done synchronously, for small reads answered at once from a cache (the page cache
+   * for a file). Same result as `read`. Callers fall back to `read` where it is missing.
+   */
+  readSync?(target: Uint8Array, position: number): number;
 }
 
 /** Zero bytes written by the `writeZeros` fallback, 1 MiB at a time. */
@@ -106,6 +111,7 @@ export function withoutFlush(backend: Backend): Backend {
       return backend.readOnly;
     },
     read: (target, position) => backend.read(target, position),
+    ...(backend.readSync ? { readSync: (target: Uint8Array, position: number) => backend.readSync!(target, position) } : {}),
     write: (data, position) => backend.write(data, position),
     flush: async () => undefined,
     size: () => backend.size(),

@@ -17,9 +17,7 @@
  * promises, and it is advertised whenever more than one connection is allowed.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { closeSync, openSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import { NodeFileBackend } from '../node/file-backend.js';
 import { VhdxError } from '../format/errors.js';
 import type { VhdxImage } from '../image/image.js';
 import * as P from './protocol.js';
@@ -80,19 +78,8 @@ export async function serveNbd(options: NbdServeOptions): Promise<NbdServer> {
     throw new VhdxError('INVALID_ARGUMENT', 'the export name must be at most 4096 bytes of UTF-8 without NUL');
   }
   const log = options.log ?? (() => undefined);
-  // Small reads bypass the thread pool through a descriptor of our own, when the image is a plain file
-  // whose every byte is in the file as it is (a log replayed only in memory would be missed).
-  let directFd: number | null = null;
-  if (image.backend instanceof NodeFileBackend && image.info().logState !== 'replayed-in-memory' && image.type !== 'differencing') {
-    try {
-      directFd = openSync(image.backend.name, 'r');
-    } catch {
-      directFd = null;
-    }
-  }
   const shared: Shared = {
     image,
-    directFd,
     exportName,
     readOnly: image.readOnly || (options.readOnly ?? false),
     multiConn: maxConnections > 1,
@@ -184,7 +171,6 @@ export async function serveNbd(options: NbdServeOptions): Promise<NbdServer> {
         await Promise.all(connections.map((c) => c.done));
         await stopped;
         if (options.socketPath) await unlink(options.socketPath).catch(() => undefined);
-        if (directFd !== null) closeSync(directFd);
         if (!image.readOnly) await image.flush();
       })();
       return closing;

@@ -3,7 +3,6 @@
  * once; replies go out as requests finish (possibly out of order), each written whole. Reads run
  * concurrently; changes (write, trim, write-zeroes, flush) go through the image's own queue.
  */
-import { readSync } from 'node:fs';
 import { isVhdxError } from '../format/errors.js';
 import * as P from './protocol.js';
 import { MAX_REQUEST, type Shared, type Wire } from './wire.js';
@@ -243,18 +242,20 @@ export class Transmission {
    * (errors included).
    */
   private readInline(request: P.Request): boolean {
-    const { image, directFd, shuttingDown } = this.shared;
+    const { image, shuttingDown } = this.shared;
     const { flags, offset, length, handle } = request;
-    if (directFd === null || shuttingDown || length === 0 || length > SMALL_READ) return false;
+    if (shuttingDown || length === 0 || length > SMALL_READ) return false;
     if (flags & ~allowedFlags(P.NBD_CMD_READ, this.negotiated.structured)) return false;
     if (!(offset <= image.virtualSize && length <= image.virtualSize - offset)) return false;
-    const extents = image.extents(offset, length);
-    if (this.negotiated.structured && (extents.length !== 1 || extents[0]!.kind !== 'data')) return false;
+    if (this.negotiated.structured) {
+      const extents = image.extents(offset, length);
+      if (extents.length !== 1 || extents[0]!.kind !== 'data') return false;
+    }
     const header = this.negotiated.structured ? P.encodeDataChunkHeader(P.NBD_REPLY_FLAG_DONE, handle, offset, length) : P.encodeSimpleReply(0, handle);
     const reply = Buffer.allocUnsafe(header.length + length);
     reply.set(header, 0);
     try {
-      if (!this.readSmall(reply.subarray(header.length), offset, extents)) return false;
+      if (!this.readSmall(reply.subarray(header.length), offset)) return false;
     } catch {
       return false; // the general path reads again and answers with the error
     }
@@ -266,30 +267,11 @@ export class Transmission {
   /**
    * Small reads straight from the page cache: a positional read on the event loop costs a few
    * microseconds, a trip through the thread pool several times that (it decided the random 4 KiB read
-   * benchmark). Same bytes as `readInto`: the extents give the file offsets, zeros elsewhere. Used only
-   * when the image's bytes are all in the file (no log replayed in memory, no parent). False when the
-   * caller must use `readInto`.
+   * benchmark). The image's read plan says where the bytes are (`readIntoSync`); false when the caller
+   * must use `readInto` (a log applied in memory changes them, or the backend cannot read synchronously).
    */
-  private readSmall(target: Buffer, offset: number, extents = this.shared.image.extents(offset, target.length)): boolean {
-    const fd = this.shared.directFd;
-    if (fd === null || target.length > SMALL_READ) return false;
-    if (extents.some((e) => e.kind === 'parent')) return false;
-    let done = 0;
-    for (const e of extents) {
-      if (e.kind === 'data') {
-        let got = 0;
-        while (got < e.length) {
-          const n = readSync(fd, target, done + got, e.length - got, e.fileOffset! + got);
-          if (n <= 0) break;
-          got += n;
-        }
-        target.fill(0, done + got, done + e.length); // a block cut short by the end of the file
-      } else {
-        target.fill(0, done, done + e.length);
-      }
-      done += e.length;
-    }
-    return true;
+  private readSmall(target: Buffer, offset: number): boolean {
+    return target.length <= SMALL_READ && this.shared.image.readIntoSync(target, offset);
   }
 
   private count(bytesRead: number): void {

@@ -22,8 +22,6 @@ export interface NbdServerStats {
 /** What every connection of one server shares. */
 export interface Shared {
   image: VhdxImage;
-  /** A read-only descriptor of the image file for small reads (see `Transmission.readSmall`), or null. */
-  directFd: number | null;
   exportName: string;
   readOnly: boolean;
   multiConn: boolean;

@@ -29,10 +29,10 @@ export interface ConvertOptions {
 const KERNEL_COPY_PIECE = 32 * 1024 * 1024;
 
 /**
- * Copies the virtual disk to `output`. To a file, the output is sized first and only extents that hold
- * data are written, so unallocated ranges stay sparse. Stored data goes file to file inside the kernel
- * when the output backend can (`copyFrom`); anything else is read and written with reads and writes
- * overlapping (one chunk each in flight).
+ * Copies the virtual disk to `output`, following its read plan (`VhdxImage.readPlan`). To a file, the
+ * output is sized first and only ranges that hold data are written, so unallocated ranges stay sparse.
+ * File ranges go file to file inside the kernel when the output backend can (`copyFrom`); anything else
+ * is read and written with reads and writes overlapping (one chunk each in flight).
  */
 export async function convertToRaw(image: VhdxImage, output: RawOutput, options: ConvertOptions = {}): Promise<void> {
   const chunkSize = options.chunkSize ?? 2 * 1024 * 1024;
@@ -55,27 +55,24 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
     if ((await output.backend.size()) !== 0) await output.backend.truncate(0);
     await output.backend.truncate(total);
   }
-  const chain = image.chain();
-  for (const extent of image.resolvedExtents()) {
-    const hasData = extent.kind === 'data' || extent.kind === 'parent';
+  for (const range of image.readPlan()) {
+    const hasData = range.kind !== 'zero';
     if (!hasData && output.kind === 'file') {
-      done += extent.length;
+      done += range.length;
       options.onProgress?.(done, total);
       continue;
     }
-    let position = extent.offset;
-    const end = extent.offset + extent.length;
-    const copyFrom = output.kind === 'file' && extent.kind === 'data' ? output.backend.copyFrom?.bind(output.backend) : undefined;
-    while (copyFrom && position < end) {
+    let position = range.offset;
+    const end = range.offset + range.length;
+    const copyFrom = output.kind === 'file' && range.kind === 'file' ? output.backend.copyFrom?.bind(output.backend) : undefined;
+    while (copyFrom && range.kind === 'file' && position < end) {
       if (options.signal?.aborted) {
         await pending;
         options.signal.throwIfAborted();
       }
       const n = Math.min(KERNEL_COPY_PIECE, end - position);
-      const stored = chain[extent.layer ?? 0]!.storedAt(position, n);
-      if (!stored) break;
       await pending;
-      const copied = await copyFrom(stored.backend, stored.fileOffset, position, n);
+      const copied = await copyFrom(range.backend, range.fileOffset + (position - range.offset), position, n);
       position += copied;
       done += copied;
       options.onProgress?.(done, total);

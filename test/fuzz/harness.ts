@@ -17,7 +17,7 @@
 import type { TestContext } from 'node:test';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import fc from 'fast-check';
-import type { BaseImage } from './images.js';
+import { BASE_NAMES, baseImage, type BaseImage } from './images.js';
 import { mutate, type Mutation } from './mutations.js';
 import { SOFT_LIMIT_MS, type CaseRequest, type CaseResult, type SandboxData } from './sandbox.js';
 
@@ -194,4 +194,19 @@ export async function fuzz<Ts extends [unknown, ...unknown[]]>(
     const outcomes = [...sandbox.tally.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ');
     t.diagnostic(`${sandbox.cases} cases in ${Date.now() - started} ms (slowest ${sandbox.slowestMs.toFixed(0)} ms); ${outcomes}`);
   }
+}
+
+/**
+ * The common property: one hostile mutation from `mutation` applied to each base image in turn; every
+ * case ends in the typed error or in valid reads (`checkMutated`), `label` naming the kind of damage.
+ */
+export function fuzzEachBase(t: TestContext, sandbox: Sandbox, mutation: fc.Arbitrary<Mutation>, label: string, numRuns: number): Promise<void> {
+  return fuzz(
+    t,
+    sandbox,
+    fc.asyncProperty(fc.constantFrom(...BASE_NAMES), mutation, fc.nat(), async (name, m, readSeed) => {
+      await checkMutated(sandbox, await baseImage(name), [m], `${name} ${label}`, readSeed);
+    }),
+    numRuns,
+  );
 }

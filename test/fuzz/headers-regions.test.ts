@@ -7,7 +7,7 @@
  */
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import { checkMutated, fuzz, Sandbox } from './harness.js';
+import { checkMutated, fuzz, Sandbox, fuzzEachBase } from './harness.js';
 import { BASE_NAMES, baseImage } from './images.js';
 import { headerMutationArb, regionMutationArb } from './mutations.js';
 
@@ -27,15 +27,7 @@ test('headers with valid checksums and hostile fields: typed error or valid read
 });
 
 test('region tables with valid checksums and hostile entries: typed error or valid reads', async (t) => {
-  await fuzz(
-    t,
-    sandbox,
-    fc.asyncProperty(fc.constantFrom(...BASE_NAMES), regionMutationArb, fc.nat(), async (name, mutation, readSeed) => {
-      const base = await baseImage(name);
-      await checkMutated(sandbox, base, [mutation], `${name} hostile region table`, readSeed);
-    }),
-    150,
-  );
+  await fuzzEachBase(t, sandbox, regionMutationArb, 'hostile region table', 150);
 });
 
 test('hostile header and region table together: typed error or valid reads', async (t) => {

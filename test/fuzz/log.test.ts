@@ -7,7 +7,7 @@
  */
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import { checkMutated, fuzz, Sandbox } from './harness.js';
+import { checkMutated, fuzz, Sandbox, fuzzEachBase } from './harness.js';
 import { BASE_NAMES, baseImage, BIG_LOG_BASE, DIRTY_BASES, type BaseName } from './images.js';
 import { byteMutationArb, extendMutationArb, logFloodArb, logMutationArb, metadataMutationArb, regionMutationArb, type Mutation } from './mutations.js';
 
@@ -15,15 +15,7 @@ const sandbox = new Sandbox();
 after(() => sandbox.close());
 
 test('log entries with valid checksums and absurd fields: typed error or valid reads', async (t) => {
-  await fuzz(
-    t,
-    sandbox,
-    fc.asyncProperty(fc.constantFrom(...BASE_NAMES), logMutationArb, fc.nat(), async (name, mutation, readSeed) => {
-      const base = await baseImage(name);
-      await checkMutated(sandbox, base, [mutation], `${name} hostile log`, readSeed);
-    }),
-    200,
-  );
+  await fuzzEachBase(t, sandbox, logMutationArb, 'hostile log', 200);
 });
 
 test('bit flips in real dirty logs, re-sealed: typed error or valid reads', async (t) => {
@@ -71,15 +63,7 @@ test('a log that extends the file, with structures placed past the real end: typ
 });
 
 test('a log that extends the file, with the BAT and metadata moved into the extension: typed error or valid reads', async (t) => {
-  await fuzz(
-    t,
-    sandbox,
-    fc.asyncProperty(fc.constantFrom(...BASE_NAMES), extendMutationArb, fc.nat(), async (name, mutation, readSeed) => {
-      const base = await baseImage(name);
-      await checkMutated(sandbox, base, [mutation], `${name} log-extended file`, readSeed);
-    }),
-    100,
-  );
+  await fuzzEachBase(t, sandbox, extendMutationArb, 'log-extended file', 100);
 });
 
 /**

@@ -6,7 +6,7 @@
  */
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import { checkMutated, fuzz, Sandbox } from './harness.js';
+import { checkMutated, fuzz, Sandbox, fuzzEachBase } from './harness.js';
 import { BASE_NAMES, baseImage } from './images.js';
 import { metadataMutationArb, parentLocatorArb } from './mutations.js';
 
@@ -14,15 +14,7 @@ const sandbox = new Sandbox();
 after(() => sandbox.close());
 
 test('metadata table and items with hostile fields: typed error or valid reads', async (t) => {
-  await fuzz(
-    t,
-    sandbox,
-    fc.asyncProperty(fc.constantFrom(...BASE_NAMES), metadataMutationArb, fc.nat(), async (name, mutation, readSeed) => {
-      const base = await baseImage(name);
-      await checkMutated(sandbox, base, [mutation], `${name} hostile metadata`, readSeed);
-    }),
-    200,
-  );
+  await fuzzEachBase(t, sandbox, metadataMutationArb, 'hostile metadata', 200);
 });
 
 test('virtual size, block size and sector sizes at and beyond their limits: typed error or valid reads', async (t) => {
@@ -43,13 +35,5 @@ test('virtual size, block size and sector sizes at and beyond their limits: type
 });
 
 test('differencing disks with a hostile parent locator: typed error or valid reads', async (t) => {
-  await fuzz(
-    t,
-    sandbox,
-    fc.asyncProperty(fc.constantFrom(...BASE_NAMES), parentLocatorArb, fc.nat(), async (name, mutation, readSeed) => {
-      const base = await baseImage(name);
-      await checkMutated(sandbox, base, [mutation], `${name} hostile parent locator`, readSeed);
-    }),
-    100,
-  );
+  await fuzzEachBase(t, sandbox, parentLocatorArb, 'hostile parent locator', 100);
 });
