@@ -1,17 +1,7 @@
 /** Text forms shared by the page: sizes, offsets, hex dumps. */
+import { humanSize } from '../src/format/bytes.js';
 
-/** `1.5 GiB`, `512 B`: IEC units, as the command line prints them. */
-export function humanSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  const text = unit === 0 ? String(value) : Number(value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)).toString();
-  return `${text} ${units[unit]}`;
-}
+export { humanSize };
 
 /** `1.5 GiB (1610612736 bytes)`; exact bytes only when they add something. */
 export function sizeAndBytes(bytes: number): string {

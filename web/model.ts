@@ -17,12 +17,6 @@ import {
 } from '../src/format/bat.js';
 import {
   FILE_IDENTIFIER_OFFSET,
-  METADATA_FILE_PARAMETERS,
-  METADATA_LOGICAL_SECTOR_SIZE,
-  METADATA_PARENT_LOCATOR,
-  METADATA_PHYSICAL_SECTOR_SIZE,
-  METADATA_VIRTUAL_DISK_ID,
-  METADATA_VIRTUAL_DISK_SIZE,
   REGION_BAT,
   REGION_METADATA,
   REGION_TABLE1_OFFSET,
@@ -41,7 +35,7 @@ import { readFully, type Backend } from '../src/io/backend.js';
 import { chooseHeader, HEADER_OFFSETS, readHeaderCopies } from '../src/image/headers.js';
 import { VhdxImage } from '../src/image/image.js';
 import { findActiveSequence } from '../src/image/log-replay.js';
-import { openLayout, type OpenedLayout } from '../src/image/open.js';
+import { KNOWN_ITEMS, openLayout, type OpenedLayout } from '../src/image/open.js';
 import { check, type CheckReport } from '../src/ops/check.js';
 
 /** An error as the page shows it: the library's code and one line. */
@@ -188,18 +182,10 @@ export function regionName(guid: Guid): string {
   return 'unknown region';
 }
 
-const ITEM_NAMES: { id: Guid; name: string }[] = [
-  { id: METADATA_FILE_PARAMETERS, name: 'File Parameters' },
-  { id: METADATA_VIRTUAL_DISK_SIZE, name: 'Virtual Disk Size' },
-  { id: METADATA_VIRTUAL_DISK_ID, name: 'Virtual Disk ID' },
-  { id: METADATA_LOGICAL_SECTOR_SIZE, name: 'Logical Sector Size' },
-  { id: METADATA_PHYSICAL_SECTOR_SIZE, name: 'Physical Sector Size' },
-  { id: METADATA_PARENT_LOCATOR, name: 'Parent Locator' },
-];
 
 function metadataItem(e: MetadataEntry, layout: OpenedLayout): MetadataItemView {
   const m = layout.metadata;
-  const known = e.isUser ? undefined : ITEM_NAMES.find((k) => guidEquals(k.id, e.itemId));
+  const known = e.isUser ? undefined : KNOWN_ITEMS.find((k) => guidEquals(k.id, e.itemId));
   let value = '';
   switch (known?.name) {
     case 'File Parameters':

@@ -112,3 +112,16 @@ export function isMultipleOf(value: number, unit: number): boolean {
 export function roundUp(value: number, unit: number): number {
   return Math.ceil(value / unit) * unit;
 }
+
+/** `1.5 GiB`, `512 B`: IEC units with up to three significant decimals (the command line and the inspector page print sizes so). */
+export function humanSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const text = unit === 0 ? String(value) : Number(value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)).toString();
+  return `${text} ${units[unit]}`;
+}

@@ -348,7 +348,8 @@ function validateRegions(table: RegionTable, header: Header, fileSize: number, f
   return { batRegion, metadataRegion };
 }
 
-const KNOWN_ITEMS: { id: Guid; name: string }[] = [
+/** The metadata items this version knows (§6.2), with their names in the spec. */
+export const KNOWN_ITEMS: { id: Guid; name: string }[] = [
   { id: METADATA_FILE_PARAMETERS, name: 'File Parameters' },
   { id: METADATA_VIRTUAL_DISK_SIZE, name: 'Virtual Disk Size' },
   { id: METADATA_VIRTUAL_DISK_ID, name: 'Virtual Disk ID' },
