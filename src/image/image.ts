@@ -339,6 +339,28 @@ export class VhdxImage {
    * caller then uses `readInto`). For small reads answered at once (the NBD server's).
    */
   readIntoSync(target: Uint8Array, offset: number): boolean {
+    if (!this.backend.readSync) return this.readPlanSync(target, offset);
+    // Inside one fully present block (every small read of allocated data): the one-run plan, without
+    // building it (as `readInto` does).
+    const blockSize = this.layout.metadata.blockSize;
+    const block = Math.floor(offset / blockSize);
+    const inBlock = offset - block * blockSize;
+    if (target.length === 0 || inBlock + target.length > blockSize || this.layout.bat.blockState(block) !== PAYLOAD_BLOCK_FULLY_PRESENT) return this.readPlanSync(target, offset);
+    this.assertOpen();
+    this.checkRange(offset, target.length);
+    const fileOffset = this.layout.bat.blockOffset(block) + inBlock;
+    if (this.layout.overlay?.touches(fileOffset, target.length)) return false;
+    let got = 0;
+    while (got < target.length) {
+      const n = this.backend.readSync(target.subarray(got), fileOffset + got);
+      if (n <= 0) break;
+      got += n;
+    }
+    target.fill(0, got); // a block cut short by the end of the file
+    return true;
+  }
+
+  private readPlanSync(target: Uint8Array, offset: number): boolean {
     const plan = this.readPlan(offset, target.length);
     if (plan.some((r) => r.kind === 'image' || (r.kind === 'file' && !r.backend.readSync))) return false;
     for (const r of plan) {
