@@ -157,7 +157,7 @@ describe('the native helper', () => {
   });
 
   test('VHDX_NATIVE=0 turns it off', () => {
-    const module = fileURLToPath(new URL('../../src/io/native.js', import.meta.url));
+    const module = fileURLToPath(new URL('../../src/node/native.js', import.meta.url));
     const r = run(process.execPath, ['--input-type=module', '-e', `const { native } = await import(${JSON.stringify(module)}); console.log(native === null)`], {
       env: { VHDX_NATIVE: '0' },
     });
