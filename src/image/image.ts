@@ -340,15 +340,12 @@ export class VhdxImage {
    */
   readIntoSync(target: Uint8Array, offset: number): boolean {
     if (!this.backend.readSync) return this.readPlanSync(target, offset);
-    // Inside one fully present block (every small read of allocated data): the one-run plan, without
-    // building it (as `readInto` does).
-    const blockSize = this.layout.metadata.blockSize;
-    const block = Math.floor(offset / blockSize);
-    const inBlock = offset - block * blockSize;
-    if (target.length === 0 || inBlock + target.length > blockSize || this.layout.bat.blockState(block) !== PAYLOAD_BLOCK_FULLY_PRESENT) return this.readPlanSync(target, offset);
     this.assertOpen();
     this.checkRange(offset, target.length);
-    const fileOffset = this.layout.bat.blockOffset(block) + inBlock;
+    // Inside one fully present block (every small read of allocated data): the one-run plan, without
+    // building it (as `readInto` does).
+    const fileOffset = this.inPresentBlock(offset, target.length);
+    if (fileOffset === null) return this.readPlanSync(target, offset);
     if (this.layout.overlay?.touches(fileOffset, target.length)) return false;
     let got = 0;
     while (got < target.length) {
@@ -391,11 +388,8 @@ export class VhdxImage {
     this.checkRange(offset, target.length);
     // Inside one fully present block (every small read of allocated data): the one `data` extent the
     // loop below would make, read without building the extent list.
-    const blockSize = this.layout.metadata.blockSize;
-    const block = Math.floor(offset / blockSize);
-    const inBlock = offset - block * blockSize;
-    if (target.length > 0 && inBlock + target.length <= blockSize && this.layout.bat.blockState(block) === PAYLOAD_BLOCK_FULLY_PRESENT) {
-      const fileOffset = this.layout.bat.blockOffset(block) + inBlock;
+    const fileOffset = this.inPresentBlock(offset, target.length);
+    if (fileOffset !== null) {
       let got: number;
       if (target.length <= READ_PIECE) {
         // readFully's first read made here: one promise less for the reads it serves at once.
@@ -526,6 +520,15 @@ export class VhdxImage {
   /** Log entries this session has written (each is one flush's worth of BAT sectors, or a part of it). */
   get logEntriesWritten(): number {
     return this.writer?.logEntriesWritten ?? 0;
+  }
+
+  /** The file offset of virtual [offset, offset + length) when it lies inside one fully present block, else null. */
+  private inPresentBlock(offset: number, length: number): number | null {
+    const blockSize = this.layout.metadata.blockSize;
+    const block = Math.floor(offset / blockSize);
+    const inBlock = offset - block * blockSize;
+    if (length === 0 || inBlock + length > blockSize || this.layout.bat.blockState(block) !== PAYLOAD_BLOCK_FULLY_PRESENT) return null;
+    return this.layout.bat.blockOffset(block) + inBlock;
   }
 
   /** Not an async function (one promise less per write); a refused change still rejects, never throws. */

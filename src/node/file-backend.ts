@@ -209,9 +209,7 @@ export class NodeFileBackend implements Backend {
     let done = 0;
     while (done < target.length) {
       const at = position + done;
-      const start = at - (at % DIRECT_ALIGN);
-      const want = Math.min(target.length - done, DIRECT_PIECE - (at - start));
-      const span = Math.ceil((at - start + want) / DIRECT_ALIGN) * DIRECT_ALIGN;
+      const { start, length: want, span } = directPiece(at, target.length - done);
       const got = readSync(this.handle.fd, bounce, 0, span, start);
       const useful = Math.min(want, got - (at - start));
       if (useful <= 0) break;
@@ -234,9 +232,7 @@ export class NodeFileBackend implements Backend {
     let done = 0;
     while (done < data.length) {
       const at = position + done;
-      const start = at - (at % DIRECT_ALIGN);
-      const n = Math.min(data.length - done, DIRECT_PIECE - (at - start));
-      const span = Math.ceil((at - start + n) / DIRECT_ALIGN) * DIRECT_ALIGN;
+      const { start, length: n, span } = directPiece(at, data.length - done);
       if (at !== start || n !== span - (at - start)) {
         // Only the first and last units can be partial: read them (zeros past the end of the file).
         bounce.fill(0, 0, span);
@@ -311,6 +307,17 @@ export class NodeFileBackend implements Backend {
       if (this.lockPath) await unlink(this.lockPath).catch(() => undefined);
     }
   }
+}
+
+/**
+ * The next O_DIRECT piece of a transfer at file offset `at` with `remaining` bytes to go: the aligned
+ * unit it starts in, how many of its bytes are the transfer's (at most a bounce buffer's worth), and the
+ * whole units it spans.
+ */
+function directPiece(at: number, remaining: number): { start: number; length: number; span: number } {
+  const start = at - (at % DIRECT_ALIGN);
+  const length = Math.min(remaining, DIRECT_PIECE - (at - start));
+  return { start, length, span: Math.ceil((at - start + length) / DIRECT_ALIGN) * DIRECT_ALIGN };
 }
 
 /**
