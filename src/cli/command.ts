@@ -16,7 +16,8 @@ export interface CommandContext {
 export interface Command {
   name: string;
   usage: string;
-  examples: string[];
+  /** Example command lines, one a line, as `--help` prints them (blank lines at either end are ignored). */
+  examples: string;
   options: Record<string, OptionSpec>;
   /** Names of the required positional arguments, in order. */
   positionals: string[];

@@ -54,7 +54,7 @@ function commandHelp(c: Command, summary: string): string {
   });
   const width = Math.max(0, ...names.map((n) => n.length)) + 2;
   const opts = Object.values(c.options).map((o, i) => names[i]!.padEnd(width) + o.description);
-  return [`usage: ${c.usage}`, '', summary, '', ...(opts.length ? ['options:', ...opts, ''] : []), 'examples:', ...c.examples.map((e) => `  ${e}`)].join('\n');
+  return [`usage: ${c.usage}`, '', summary, '', ...(opts.length ? ['options:', ...opts, ''] : []), 'examples:', ...c.examples.trim().split('\n').map((e) => `  ${e}`)].join('\n');
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,6 @@
 /**
  * The fixed newstyle handshake (NBD protocol, "Option haggling"): greeting, client flags, then options
- * until the client asks for an export with NBD_OPT_GO or NBD_OPT_EXPORT_NAME, or gives up.
+ * until the client asks for an export with NBD_OPT.GO or NBD_OPT.EXPORT_NAME, or gives up.
  */
 import * as P from './protocol.js';
 import { MAX_REQUEST, type Shared, type Wire } from './wire.js';
@@ -58,14 +58,14 @@ export async function negotiate(wire: Wire, shared: Shared): Promise<Negotiated 
     }
     const data = await wire.input.read(length);
     if (!data) return null;
-    if (shared.shuttingDown && option !== P.NBD_OPT_ABORT) {
-      wire.send(P.encodeOptionError(option, P.NBD_REP_ERR_SHUTDOWN, 'server is shutting down'));
+    if (shared.shuttingDown && option !== P.NBD_OPT.ABORT) {
+      wire.send(P.encodeOptionError(option, P.NBD_REP.ERR_SHUTDOWN, 'server is shutting down'));
       continue;
     }
     const reply = (type: number, payload?: Uint8Array): void => wire.send(P.encodeOptionReply(option, type, payload));
     const error = (type: number, message: string): void => wire.send(P.encodeOptionError(option, type, message));
     switch (option) {
-      case P.NBD_OPT_EXPORT_NAME: {
+      case P.NBD_OPT.EXPORT_NAME: {
         const name = new TextDecoder().decode(data);
         if (!knownExport(name)) {
           wire.hangUp(`unknown export ${JSON.stringify(name)}`);
@@ -74,74 +74,74 @@ export async function negotiate(wire: Wire, shared: Shared): Promise<Negotiated 
         wire.send(P.encodeExportNameReply(image.virtualSize, transmissionFlags(shared, chosen.structured), noZeroes));
         return chosen;
       }
-      case P.NBD_OPT_ABORT:
-        reply(P.NBD_REP_ACK);
+      case P.NBD_OPT.ABORT:
+        reply(P.NBD_REP.ACK);
         wire.reason = 'client aborted the handshake';
         wire.socket.end();
         return null;
-      case P.NBD_OPT_LIST:
-        if (length !== 0) error(P.NBD_REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');
+      case P.NBD_OPT.LIST:
+        if (length !== 0) error(P.NBD_REP.ERR_INVALID, 'NBD_OPT.LIST takes no data');
         else {
-          reply(P.NBD_REP_SERVER, P.encodeServerReplyData(shared.exportName));
-          reply(P.NBD_REP_ACK);
+          reply(P.NBD_REP.SERVER, P.encodeServerReplyData(shared.exportName));
+          reply(P.NBD_REP.ACK);
         }
         break;
-      case P.NBD_OPT_STARTTLS:
-        error(P.NBD_REP_ERR_POLICY, 'TLS is not supported by this server');
+      case P.NBD_OPT.STARTTLS:
+        error(P.NBD_REP.ERR_POLICY, 'TLS is not supported by this server');
         break;
-      case P.NBD_OPT_INFO:
-      case P.NBD_OPT_GO: {
+      case P.NBD_OPT.INFO:
+      case P.NBD_OPT.GO: {
         const request = P.decodeInfoRequest(data);
         if (!request) {
-          error(P.NBD_REP_ERR_INVALID, 'malformed NBD_OPT_INFO/GO data');
+          error(P.NBD_REP.ERR_INVALID, 'malformed NBD_OPT.INFO/GO data');
           break;
         }
         if (!knownExport(request.name)) {
-          error(P.NBD_REP_ERR_UNKNOWN, `no export named ${JSON.stringify(request.name)}`);
+          error(P.NBD_REP.ERR_UNKNOWN, `no export named ${JSON.stringify(request.name)}`);
           break;
         }
-        reply(P.NBD_REP_INFO, P.encodeInfoExport(image.virtualSize, transmissionFlags(shared, chosen.structured)));
-        if (request.requests.includes(P.NBD_INFO_NAME)) reply(P.NBD_REP_INFO, P.encodeInfoName(shared.exportName));
-        if (request.requests.includes(P.NBD_INFO_DESCRIPTION)) reply(P.NBD_REP_INFO, P.encodeInfoDescription(`VHDX ${image.type} image`));
+        reply(P.NBD_REP.INFO, P.encodeInfoExport(image.virtualSize, transmissionFlags(shared, chosen.structured)));
+        if (request.requests.includes(P.NBD_INFO.NAME)) reply(P.NBD_REP.INFO, P.encodeInfoName(shared.exportName));
+        if (request.requests.includes(P.NBD_INFO.DESCRIPTION)) reply(P.NBD_REP.INFO, P.encodeInfoDescription(`VHDX ${image.type} image`));
         const minimum = image.logicalSectorSize;
-        reply(P.NBD_REP_INFO, P.encodeInfoBlockSize(minimum, Math.max(minimum, image.physicalSectorSize), MAX_REQUEST));
-        reply(P.NBD_REP_ACK);
-        if (option === P.NBD_OPT_GO) return chosen;
+        reply(P.NBD_REP.INFO, P.encodeInfoBlockSize(minimum, Math.max(minimum, image.physicalSectorSize), MAX_REQUEST));
+        reply(P.NBD_REP.ACK);
+        if (option === P.NBD_OPT.GO) return chosen;
         break;
       }
-      case P.NBD_OPT_STRUCTURED_REPLY:
-        if (length !== 0) error(P.NBD_REP_ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data');
+      case P.NBD_OPT.STRUCTURED_REPLY:
+        if (length !== 0) error(P.NBD_REP.ERR_INVALID, 'NBD_OPT.STRUCTURED_REPLY takes no data');
         else {
           chosen.structured = true;
-          reply(P.NBD_REP_ACK);
+          reply(P.NBD_REP.ACK);
         }
         break;
-      case P.NBD_OPT_LIST_META_CONTEXT:
-      case P.NBD_OPT_SET_META_CONTEXT: {
+      case P.NBD_OPT.LIST_META_CONTEXT:
+      case P.NBD_OPT.SET_META_CONTEXT: {
         if (!chosen.structured) {
-          error(P.NBD_REP_ERR_INVALID, 'negotiate structured replies first');
+          error(P.NBD_REP.ERR_INVALID, 'negotiate structured replies first');
           break;
         }
         const request = P.decodeMetaContextRequest(data);
         if (!request) {
-          error(P.NBD_REP_ERR_INVALID, 'malformed meta context request');
+          error(P.NBD_REP.ERR_INVALID, 'malformed meta context request');
           break;
         }
         if (!knownExport(request.exportName)) {
-          error(P.NBD_REP_ERR_UNKNOWN, `no export named ${JSON.stringify(request.exportName)}`);
+          error(P.NBD_REP.ERR_UNKNOWN, `no export named ${JSON.stringify(request.exportName)}`);
           break;
         }
-        const list = option === P.NBD_OPT_LIST_META_CONTEXT;
+        const list = option === P.NBD_OPT.LIST_META_CONTEXT;
         const matches = list
           ? request.queries.length === 0 || request.queries.some((q) => q === 'base:' || q === P.BASE_ALLOCATION)
           : request.queries.includes(P.BASE_ALLOCATION);
         if (!list) chosen.baseAllocation = matches;
-        if (matches) reply(P.NBD_REP_META_CONTEXT, P.encodeMetaContextReplyData(list ? 0 : BASE_ALLOCATION_ID, P.BASE_ALLOCATION));
-        reply(P.NBD_REP_ACK);
+        if (matches) reply(P.NBD_REP.META_CONTEXT, P.encodeMetaContextReplyData(list ? 0 : BASE_ALLOCATION_ID, P.BASE_ALLOCATION));
+        reply(P.NBD_REP.ACK);
         break;
       }
       default:
-        error(P.NBD_REP_ERR_UNSUP, `option ${option} is not supported`);
+        error(P.NBD_REP.ERR_UNSUP, `option ${option} is not supported`);
     }
   }
 }

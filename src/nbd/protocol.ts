@@ -31,71 +31,33 @@ export const NBD_FLAG_SEND_DF = 1 << 7;
 export const NBD_FLAG_CAN_MULTI_CONN = 1 << 8;
 export const NBD_FLAG_SEND_CACHE = 1 << 10;
 
-// Options.
-export const NBD_OPT_EXPORT_NAME = 1;
-export const NBD_OPT_ABORT = 2;
-export const NBD_OPT_LIST = 3;
-export const NBD_OPT_STARTTLS = 5;
-export const NBD_OPT_INFO = 6;
-export const NBD_OPT_GO = 7;
-export const NBD_OPT_STRUCTURED_REPLY = 8;
-export const NBD_OPT_LIST_META_CONTEXT = 9;
-export const NBD_OPT_SET_META_CONTEXT = 10;
+/** Options a client sends while haggling. */
+export const NBD_OPT = { EXPORT_NAME: 1, ABORT: 2, LIST: 3, STARTTLS: 5, INFO: 6, GO: 7, STRUCTURED_REPLY: 8, LIST_META_CONTEXT: 9, SET_META_CONTEXT: 10 } as const;
 
-// Option replies.
-export const NBD_REP_ACK = 1;
-export const NBD_REP_SERVER = 2;
-export const NBD_REP_INFO = 3;
-export const NBD_REP_META_CONTEXT = 4;
 const ERR = 0x80000000;
-export const NBD_REP_ERR_UNSUP = (ERR | 1) >>> 0;
-export const NBD_REP_ERR_POLICY = (ERR | 2) >>> 0;
-export const NBD_REP_ERR_INVALID = (ERR | 3) >>> 0;
-export const NBD_REP_ERR_UNKNOWN = (ERR | 6) >>> 0;
-export const NBD_REP_ERR_SHUTDOWN = (ERR | 7) >>> 0;
-export const NBD_REP_ERR_TOO_BIG = (ERR | 9) >>> 0;
+/** Option replies; the `ERR_` ones have the high bit set. */
+export const NBD_REP = {
+  ACK: 1, SERVER: 2, INFO: 3, META_CONTEXT: 4,
+  ERR_UNSUP: (ERR | 1) >>> 0, ERR_POLICY: (ERR | 2) >>> 0, ERR_INVALID: (ERR | 3) >>> 0, ERR_UNKNOWN: (ERR | 6) >>> 0, ERR_SHUTDOWN: (ERR | 7) >>> 0, ERR_TOO_BIG: (ERR | 9) >>> 0,
+} as const;
 
-// Information types of NBD_REP_INFO.
-export const NBD_INFO_EXPORT = 0;
-export const NBD_INFO_NAME = 1;
-export const NBD_INFO_DESCRIPTION = 2;
-export const NBD_INFO_BLOCK_SIZE = 3;
+/** Information types of `NBD_REP.INFO`. */
+export const NBD_INFO = { EXPORT: 0, NAME: 1, DESCRIPTION: 2, BLOCK_SIZE: 3 } as const;
 
-// Commands and command flags.
-export const NBD_CMD_READ = 0;
-export const NBD_CMD_WRITE = 1;
-export const NBD_CMD_DISC = 2;
-export const NBD_CMD_FLUSH = 3;
-export const NBD_CMD_TRIM = 4;
-export const NBD_CMD_CACHE = 5;
-export const NBD_CMD_WRITE_ZEROES = 6;
-export const NBD_CMD_BLOCK_STATUS = 7;
-export const NBD_CMD_FLAG_FUA = 1 << 0;
-export const NBD_CMD_FLAG_NO_HOLE = 1 << 1;
-export const NBD_CMD_FLAG_DF = 1 << 2;
-export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
+/** Commands (transmission phase) and their flags. */
+export const NBD_CMD = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, CACHE: 5, WRITE_ZEROES: 6, BLOCK_STATUS: 7 } as const;
+export const NBD_CMD_FLAG = { FUA: 1 << 0, NO_HOLE: 1 << 1, DF: 1 << 2, REQ_ONE: 1 << 3 } as const;
 
-// Structured reply chunks.
+/** Structured reply chunks: the one flag, and the chunk types. */
 export const NBD_REPLY_FLAG_DONE = 1 << 0;
-export const NBD_REPLY_TYPE_NONE = 0;
-export const NBD_REPLY_TYPE_OFFSET_DATA = 1;
-export const NBD_REPLY_TYPE_OFFSET_HOLE = 2;
-export const NBD_REPLY_TYPE_BLOCK_STATUS = 5;
-export const NBD_REPLY_TYPE_ERROR = (1 << 15) | 1;
+export const NBD_REPLY_TYPE = { NONE: 0, OFFSET_DATA: 1, OFFSET_HOLE: 2, BLOCK_STATUS: 5, ERROR: (1 << 15) | 1 } as const;
 
 // base:allocation status flags.
 export const NBD_STATE_HOLE = 1 << 0;
 export const NBD_STATE_ZERO = 1 << 1;
 
-// Error values of replies.
-export const NBD_EPERM = 1;
-export const NBD_EIO = 5;
-export const NBD_ENOMEM = 12;
-export const NBD_EINVAL = 22;
-export const NBD_ENOSPC = 28;
-export const NBD_EOVERFLOW = 75;
-export const NBD_ENOTSUP = 95;
-export const NBD_ESHUTDOWN = 108;
+/** Error values of replies (Linux errno numbers, as the protocol fixes them). */
+export const NBD_ERRNO = { EPERM: 1, EIO: 5, ENOMEM: 12, EINVAL: 22, ENOSPC: 28, EOVERFLOW: 75, ENOTSUP: 95, ESHUTDOWN: 108 } as const;
 
 /** The only metadata context this server knows. */
 export const BASE_ALLOCATION = 'base:allocation';
@@ -165,7 +127,7 @@ export function encodeOptionError(option: number, type: number, message: string)
   return encodeOptionReply(option, type, encoder.encode(message.slice(0, 1024)));
 }
 
-/** NBD_REP_SERVER data: 32-bit name length, name. */
+/** NBD_REP.SERVER data: 32-bit name length, name. */
 export function encodeServerReplyData(name: string): Uint8Array {
   const bytes = encoder.encode(name);
   const out = new Uint8Array(4 + bytes.length);
@@ -174,11 +136,11 @@ export function encodeServerReplyData(name: string): Uint8Array {
   return out;
 }
 
-/** NBD_INFO_EXPORT: size and transmission flags. */
+/** NBD_INFO.EXPORT: size and transmission flags. */
 export function encodeInfoExport(size: number, transmissionFlags: number): Uint8Array {
   const out = new Uint8Array(12);
   const v = view(out);
-  v.setUint16(0, NBD_INFO_EXPORT);
+  v.setUint16(0, NBD_INFO.EXPORT);
   writeU64(v, 2, size);
   v.setUint16(10, transmissionFlags);
   return out;
@@ -187,7 +149,7 @@ export function encodeInfoExport(size: number, transmissionFlags: number): Uint8
 export function encodeInfoName(name: string): Uint8Array {
   const bytes = encoder.encode(name);
   const out = new Uint8Array(2 + bytes.length);
-  view(out).setUint16(0, NBD_INFO_NAME);
+  view(out).setUint16(0, NBD_INFO.NAME);
   out.set(bytes, 2);
   return out;
 }
@@ -195,23 +157,23 @@ export function encodeInfoName(name: string): Uint8Array {
 export function encodeInfoDescription(text: string): Uint8Array {
   const bytes = encoder.encode(text);
   const out = new Uint8Array(2 + bytes.length);
-  view(out).setUint16(0, NBD_INFO_DESCRIPTION);
+  view(out).setUint16(0, NBD_INFO.DESCRIPTION);
   out.set(bytes, 2);
   return out;
 }
 
-/** NBD_INFO_BLOCK_SIZE: minimum, preferred and maximum block sizes. */
+/** NBD_INFO.BLOCK_SIZE: minimum, preferred and maximum block sizes. */
 export function encodeInfoBlockSize(minimum: number, preferred: number, maximum: number): Uint8Array {
   const out = new Uint8Array(14);
   const v = view(out);
-  v.setUint16(0, NBD_INFO_BLOCK_SIZE);
+  v.setUint16(0, NBD_INFO.BLOCK_SIZE);
   v.setUint32(2, minimum);
   v.setUint32(6, preferred);
   v.setUint32(10, maximum);
   return out;
 }
 
-/** The reply to NBD_OPT_EXPORT_NAME: size, transmission flags, then 124 zeros unless the client said NO_ZEROES. */
+/** The reply to NBD_OPT.EXPORT_NAME: size, transmission flags, then 124 zeros unless the client said NO_ZEROES. */
 export function encodeExportNameReply(size: number, transmissionFlags: number, noZeroes: boolean): Uint8Array {
   const out = new Uint8Array(noZeroes ? 10 : 134);
   const v = view(out);
@@ -236,7 +198,7 @@ export interface InfoRequest {
   requests: number[];
 }
 
-/** NBD_OPT_INFO / NBD_OPT_GO data: 32-bit name length, name, 16-bit count, 16-bit types. Null if malformed. */
+/** NBD_OPT.INFO / NBD_OPT.GO data: 32-bit name length, name, 16-bit count, 16-bit types. Null if malformed. */
 export function decodeInfoRequest(data: Uint8Array): InfoRequest | null {
   if (data.length < 6) return null;
   const v = view(data);
@@ -256,7 +218,7 @@ export interface MetaContextRequest {
   queries: string[];
 }
 
-/** NBD_OPT_LIST/SET_META_CONTEXT data: name length, name, query count, then (length, query) pairs. */
+/** NBD_OPT.LIST/SET_META_CONTEXT data: name length, name, query count, then (length, query) pairs. */
 export function decodeMetaContextRequest(data: Uint8Array): MetaContextRequest | null {
   const v = view(data);
   if (data.length < 8) return null;
@@ -280,7 +242,7 @@ export function decodeMetaContextRequest(data: Uint8Array): MetaContextRequest |
   return at === data.length ? { exportName, queries } : null;
 }
 
-/** NBD_REP_META_CONTEXT data: 32-bit context id, name. */
+/** NBD_REP.META_CONTEXT data: 32-bit context id, name. */
 export function encodeMetaContextReplyData(id: number, name: string): Uint8Array {
   const bytes = encoder.encode(name);
   const out = new Uint8Array(4 + bytes.length);
@@ -353,14 +315,14 @@ export function encodeChunk(flags: number, type: number, handle: Uint8Array, pay
 
 /** An OFFSET_DATA chunk header including its 8-byte offset; `dataLength` bytes of data follow. */
 export function encodeDataChunkHeader(flags: number, handle: Uint8Array, offset: number, dataLength: number): Uint8Array {
-  const out = encodeChunk(flags, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + dataLength, 8);
+  const out = encodeChunk(flags, NBD_REPLY_TYPE.OFFSET_DATA, handle, 8 + dataLength, 8);
   writeU64(view(out), STRUCTURED_HEADER_SIZE, offset);
   return out;
 }
 
 /** A whole OFFSET_HOLE chunk. */
 export function encodeHoleChunk(flags: number, handle: Uint8Array, offset: number, length: number): Uint8Array {
-  const out = encodeChunk(flags, NBD_REPLY_TYPE_OFFSET_HOLE, handle, 12, 12);
+  const out = encodeChunk(flags, NBD_REPLY_TYPE.OFFSET_HOLE, handle, 12, 12);
   const v = view(out);
   writeU64(v, STRUCTURED_HEADER_SIZE, offset);
   v.setUint32(STRUCTURED_HEADER_SIZE + 8, length);
@@ -370,7 +332,7 @@ export function encodeHoleChunk(flags: number, handle: Uint8Array, offset: numbe
 /** A whole ERROR chunk (always the last: DONE is set) with a message for people. */
 export function encodeErrorChunk(handle: Uint8Array, error: number, message: string): Uint8Array {
   const text = encoder.encode(message.slice(0, 512));
-  const out = encodeChunk(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, handle, 6 + text.length, 6 + text.length);
+  const out = encodeChunk(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE.ERROR, handle, 6 + text.length, 6 + text.length);
   const v = view(out);
   v.setUint32(STRUCTURED_HEADER_SIZE, error);
   v.setUint16(STRUCTURED_HEADER_SIZE + 4, text.length);
@@ -380,7 +342,7 @@ export function encodeErrorChunk(handle: Uint8Array, error: number, message: str
 
 /** The final NONE chunk. */
 export function encodeDoneChunk(handle: Uint8Array): Uint8Array {
-  return encodeChunk(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handle, 0);
+  return encodeChunk(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE.NONE, handle, 0);
 }
 
 export interface StatusDescriptor {
@@ -391,7 +353,7 @@ export interface StatusDescriptor {
 /** A whole BLOCK_STATUS chunk (DONE set) for one context. */
 export function encodeBlockStatusChunk(handle: Uint8Array, contextId: number, descriptors: readonly StatusDescriptor[]): Uint8Array {
   const payload = 4 + 8 * descriptors.length;
-  const out = encodeChunk(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, handle, payload, payload);
+  const out = encodeChunk(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE.BLOCK_STATUS, handle, payload, payload);
   const v = view(out);
   v.setUint32(STRUCTURED_HEADER_SIZE, contextId);
   descriptors.forEach((d, i) => {

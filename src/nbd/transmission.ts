@@ -17,14 +17,14 @@ const SMALL_READ = 64 * 1024;
 
 /** Command flags each command accepts (FUA is accepted everywhere: clients are known to set it). */
 function allowedFlags(type: number, structured: boolean): number {
-  const fua = P.NBD_CMD_FLAG_FUA;
+  const fua = P.NBD_CMD_FLAG.FUA;
   switch (type) {
-    case P.NBD_CMD_READ:
-      return fua | (structured ? P.NBD_CMD_FLAG_DF : 0);
-    case P.NBD_CMD_WRITE_ZEROES:
-      return fua | P.NBD_CMD_FLAG_NO_HOLE;
-    case P.NBD_CMD_BLOCK_STATUS:
-      return fua | P.NBD_CMD_FLAG_REQ_ONE;
+    case P.NBD_CMD.READ:
+      return fua | (structured ? P.NBD_CMD_FLAG.DF : 0);
+    case P.NBD_CMD.WRITE_ZEROES:
+      return fua | P.NBD_CMD_FLAG.NO_HOLE;
+    case P.NBD_CMD.BLOCK_STATUS:
+      return fua | P.NBD_CMD_FLAG.REQ_ONE;
     default:
       return fua;
   }
@@ -36,16 +36,16 @@ function errnoOf(error: unknown): number {
     switch (error.code) {
       case 'OUT_OF_RANGE':
       case 'INVALID_ARGUMENT':
-        return P.NBD_EINVAL;
+        return P.NBD_ERRNO.EINVAL;
       case 'READ_ONLY':
-        return P.NBD_EPERM;
+        return P.NBD_ERRNO.EPERM;
       case 'IO':
-        return /no space/.test(error.message) ? P.NBD_ENOSPC : P.NBD_EIO;
+        return /no space/.test(error.message) ? P.NBD_ERRNO.ENOSPC : P.NBD_ERRNO.EIO;
       default:
-        return P.NBD_EIO;
+        return P.NBD_ERRNO.EIO;
     }
   }
-  return P.NBD_EIO;
+  return P.NBD_ERRNO.EIO;
 }
 
 class RequestError extends Error {
@@ -89,7 +89,7 @@ export class Transmission {
         break;
       }
       let payload: Buffer | null = null;
-      if (request.type === P.NBD_CMD_WRITE) {
+      if (request.type === P.NBD_CMD.WRITE) {
         if (request.length > MAX_REQUEST) {
           // The payload cannot be taken in; nothing after it could be parsed.
           this.wire.hangUp(`write of ${request.length} bytes (the maximum is ${MAX_REQUEST})`);
@@ -98,13 +98,13 @@ export class Transmission {
         payload = await this.wire.input.read(request.length);
         if (!payload) break; // the client left mid-request: nothing was written
       }
-      if (request.type === P.NBD_CMD_DISC) {
-        this.wire.reason = 'client disconnected (NBD_CMD_DISC)';
+      if (request.type === P.NBD_CMD.DISC) {
+        this.wire.reason = 'client disconnected (NBD_CMD.DISC)';
         break;
       }
       this.wire.counts.requests++;
       this.shared.totals.requests++;
-      if (request.type === P.NBD_CMD_READ && this.readInline(request)) continue;
+      if (request.type === P.NBD_CMD.READ && this.readInline(request)) continue;
       const work = this.execute(request, payload).catch(() => undefined);
       this.inFlight.add(work);
       void work.then(() => this.inFlight.delete(work));
@@ -132,46 +132,46 @@ export class Transmission {
   private async perform(request: P.Request, payload: Buffer | null): Promise<void> {
     const { image, readOnly } = this.shared;
     const { type, flags, offset, length } = request;
-    if (type > P.NBD_CMD_BLOCK_STATUS || type === P.NBD_CMD_DISC) throw new RequestError(P.NBD_EINVAL, `unknown command ${type}`);
+    if (type > P.NBD_CMD.BLOCK_STATUS || type === P.NBD_CMD.DISC) throw new RequestError(P.NBD_ERRNO.EINVAL, `unknown command ${type}`);
     const unknown = flags & ~allowedFlags(type, this.negotiated.structured);
-    if (unknown) throw new RequestError(P.NBD_EINVAL, `command flags 0x${unknown.toString(16)} are not valid for command ${type}`);
-    if (this.shared.shuttingDown) throw new RequestError(P.NBD_ESHUTDOWN, 'server is shutting down');
+    if (unknown) throw new RequestError(P.NBD_ERRNO.EINVAL, `command flags 0x${unknown.toString(16)} are not valid for command ${type}`);
+    if (this.shared.shuttingDown) throw new RequestError(P.NBD_ERRNO.ESHUTDOWN, 'server is shutting down');
     const size = image.virtualSize;
     const inside = offset <= size && length <= size - offset;
-    const changes = type === P.NBD_CMD_WRITE || type === P.NBD_CMD_TRIM || type === P.NBD_CMD_WRITE_ZEROES;
+    const changes = type === P.NBD_CMD.WRITE || type === P.NBD_CMD.TRIM || type === P.NBD_CMD.WRITE_ZEROES;
     if (changes) {
-      if (readOnly) throw new RequestError(P.NBD_EPERM, 'the export is read-only');
-      if (!inside) throw new RequestError(P.NBD_ENOSPC, `range [${offset}, +${length}) is past the end of the ${size}-byte export`);
-    } else if (type !== P.NBD_CMD_FLUSH && !inside) {
-      throw new RequestError(P.NBD_EINVAL, `range [${offset}, +${length}) is past the end of the ${size}-byte export`);
+      if (readOnly) throw new RequestError(P.NBD_ERRNO.EPERM, 'the export is read-only');
+      if (!inside) throw new RequestError(P.NBD_ERRNO.ENOSPC, `range [${offset}, +${length}) is past the end of the ${size}-byte export`);
+    } else if (type !== P.NBD_CMD.FLUSH && !inside) {
+      throw new RequestError(P.NBD_ERRNO.EINVAL, `range [${offset}, +${length}) is past the end of the ${size}-byte export`);
     }
-    const fua = (flags & P.NBD_CMD_FLAG_FUA) !== 0;
+    const fua = (flags & P.NBD_CMD_FLAG.FUA) !== 0;
     switch (type) {
-      case P.NBD_CMD_READ:
-        if (length > MAX_REQUEST) throw new RequestError(P.NBD_EINVAL, `read of ${length} bytes (the maximum is ${MAX_REQUEST})`);
+      case P.NBD_CMD.READ:
+        if (length > MAX_REQUEST) throw new RequestError(P.NBD_ERRNO.EINVAL, `read of ${length} bytes (the maximum is ${MAX_REQUEST})`);
         return this.read(request);
-      case P.NBD_CMD_WRITE:
+      case P.NBD_CMD.WRITE:
         await image.write(offset, payload!);
         if (fua) await image.flush();
         this.wire.counts.bytesWritten += length;
         this.shared.totals.bytesWritten += length;
         return this.ok(request);
-      case P.NBD_CMD_FLUSH:
+      case P.NBD_CMD.FLUSH:
         await image.flush();
         return this.ok(request);
-      case P.NBD_CMD_TRIM:
+      case P.NBD_CMD.TRIM:
         await image.discard(offset, length);
         if (fua) await image.flush();
         return this.ok(request);
-      case P.NBD_CMD_WRITE_ZEROES:
-        if (flags & P.NBD_CMD_FLAG_NO_HOLE) await this.writeAllocatedZeros(offset, length);
+      case P.NBD_CMD.WRITE_ZEROES:
+        if (flags & P.NBD_CMD_FLAG.NO_HOLE) await this.writeAllocatedZeros(offset, length);
         else await image.writeZeroes(offset, length);
         if (fua) await image.flush();
         return this.ok(request);
-      case P.NBD_CMD_CACHE:
+      case P.NBD_CMD.CACHE:
         await this.prefetch(offset, length);
         return this.ok(request);
-      case P.NBD_CMD_BLOCK_STATUS:
+      case P.NBD_CMD.BLOCK_STATUS:
         return this.blockStatus(request);
     }
   }
@@ -190,7 +190,7 @@ export class Transmission {
     }
   }
 
-  /** NBD_CMD_CACHE: read the range so later reads come from the page cache. */
+  /** NBD_CMD.CACHE: read the range so later reads come from the page cache. */
   private async prefetch(offset: number, length: number): Promise<void> {
     const { image } = this.shared;
     const buffer = Buffer.allocUnsafe(Math.min(length, 4 * 1024 * 1024));
@@ -211,7 +211,7 @@ export class Transmission {
     if (length === 0) return this.wire.send(P.encodeDoneChunk(handle));
     // Runs of data and of zeros (holes are sent as OFFSET_HOLE chunks unless the client said DF).
     const runs: { offset: number; length: number; hole: boolean }[] = [];
-    const df = (request.flags & P.NBD_CMD_FLAG_DF) !== 0;
+    const df = (request.flags & P.NBD_CMD_FLAG.DF) !== 0;
     for (const e of image.extents(offset, length)) {
       const hole = !df && (e.kind === 'zero' || e.kind === 'unallocated');
       const last = runs[runs.length - 1];
@@ -245,7 +245,7 @@ export class Transmission {
     const { image, shuttingDown } = this.shared;
     const { flags, offset, length, handle } = request;
     if (shuttingDown || length === 0 || length > SMALL_READ) return false;
-    if (flags & ~allowedFlags(P.NBD_CMD_READ, this.negotiated.structured)) return false;
+    if (flags & ~allowedFlags(P.NBD_CMD.READ, this.negotiated.structured)) return false;
     if (!(offset <= image.virtualSize && length <= image.virtualSize - offset)) return false;
     if (this.negotiated.structured) {
       const extents = image.extents(offset, length);
@@ -280,8 +280,8 @@ export class Transmission {
   }
 
   private blockStatus(request: P.Request): void {
-    if (!this.negotiated.structured || !this.negotiated.baseAllocation) throw new RequestError(P.NBD_EINVAL, 'no metadata context was negotiated');
-    if (request.length === 0) throw new RequestError(P.NBD_EINVAL, 'block status of an empty range');
+    if (!this.negotiated.structured || !this.negotiated.baseAllocation) throw new RequestError(P.NBD_ERRNO.EINVAL, 'no metadata context was negotiated');
+    if (request.length === 0) throw new RequestError(P.NBD_ERRNO.EINVAL, 'block status of an empty range');
     const descriptors: P.StatusDescriptor[] = [];
     for (const e of this.shared.image.extents(request.offset, request.length)) {
       const flags = e.kind === 'zero' || e.kind === 'unallocated' ? P.NBD_STATE_HOLE | P.NBD_STATE_ZERO : 0;
@@ -289,7 +289,7 @@ export class Transmission {
       if (last && last.flags === flags) last.length += e.length;
       else descriptors.push({ length: e.length, flags });
     }
-    if (request.flags & P.NBD_CMD_FLAG_REQ_ONE) descriptors.length = 1;
+    if (request.flags & P.NBD_CMD_FLAG.REQ_ONE) descriptors.length = 1;
     this.wire.send(P.encodeBlockStatusChunk(request.handle, BASE_ALLOCATION_ID, descriptors));
   }
 }

@@ -200,21 +200,9 @@ describe('BAT geometry (§7.4, §7.5)', () => {
 
 describe('BAT interleaving (§7.4)', () => {
   test('index examples for ChunkRatio 128', () => {
-    const payload: [number, number][] = [
-      [0, 0],
-      [1, 1],
-      [127, 127],
-      [128, 129],
-      [255, 256],
-      [256, 258],
-      [3199, 3223],
-    ];
+    const payload: [number, number][] = [[0, 0], [1, 1], [127, 127], [128, 129], [255, 256], [256, 258], [3199, 3223]];
     for (const [block, index] of payload) assert.equal(payloadEntryIndex(block, 128), index, `block ${block}`);
-    const sb: [number, number][] = [
-      [0, 128],
-      [1, 257],
-      [24, 3224],
-    ];
+    const sb: [number, number][] = [[0, 128], [1, 257], [24, 3224]];
     for (const [chunk, index] of sb) assert.equal(sectorBitmapEntryIndex(chunk, 128), index, `chunk ${chunk}`);
     for (const i of [128, 257, 386, 3224]) assert.equal(isSectorBitmapEntryIndex(i, 128), true, `index ${i}`);
     for (const i of [0, 1, 127, 129, 256, 258, 3223]) assert.equal(isSectorBitmapEntryIndex(i, 128), false, `index ${i}`);

@@ -93,16 +93,7 @@ function baseEntry(tail = 4096): Uint8Array {
 
 describe('descriptor sectors (§8.1)', () => {
   test('ceil((DescriptorCount + 2) / 128): 126 fit with the header, then 128 per sector', () => {
-    const cases: [number, number][] = [
-      [0, 1],
-      [1, 1],
-      [126, 1],
-      [127, 2],
-      [254, 2],
-      [255, 3],
-      [382, 3],
-      [383, 4],
-    ];
+    const cases: [number, number][] = [[0, 1], [1, 1], [126, 1], [127, 2], [254, 2], [255, 3], [382, 3], [383, 4]];
     for (const [count, sectors] of cases) assert.equal(descriptorSectorCount(count), sectors, `${count} descriptors`);
   });
 

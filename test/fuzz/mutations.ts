@@ -1368,6 +1368,21 @@ export const anyMutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 1, arbitrary: extendMutationArb },
 );
 
+/** Each kind's applier; the size mutations return the resized image, the rest change it in place. */
+const APPLY: Record<Mutation['kind'], (b: Uint8Array, layout: Layout, m: never) => Uint8Array | void> = {
+  bytes: applyBytes,
+  truncate: applySize,
+  truncateNear: applySize,
+  extend: applySize,
+  header: applyHeader,
+  regions: applyRegions,
+  metadata: applyMetadata,
+  parentLocator: applyParentLocator,
+  bat: applyBat,
+  log: applyLog,
+  extendByLog: applyExtend,
+};
+
 /**
  * Applies mutations in order to a copy of `base` (made in `into` when given, e.g. a sandbox stage);
  * returns the mutated image, sized as the mutations say.
@@ -1380,39 +1395,7 @@ export function mutate(base: Uint8Array, layout: Layout, mutations: Mutation[], 
   } else {
     b = base.slice();
   }
-  for (const m of mutations) {
-    switch (m.kind) {
-      case 'bytes':
-        applyBytes(b, layout, m);
-        break;
-      case 'truncate':
-      case 'truncateNear':
-      case 'extend':
-        b = applySize(b, layout, m);
-        break;
-      case 'header':
-        applyHeader(b, layout, m);
-        break;
-      case 'regions':
-        applyRegions(b, layout, m);
-        break;
-      case 'metadata':
-        applyMetadata(b, layout, m);
-        break;
-      case 'parentLocator':
-        applyParentLocator(b, layout, m);
-        break;
-      case 'bat':
-        applyBat(b, layout, m);
-        break;
-      case 'log':
-        applyLog(b, layout, m);
-        break;
-      case 'extendByLog':
-        applyExtend(b, layout, m);
-        break;
-    }
-  }
+  for (const m of mutations) b = APPLY[m.kind](b, layout, m as never) ?? b;
   if (reseal) resealAll(b, layout);
   return b;
 }

@@ -116,7 +116,7 @@ describe('vhdx serve protocol fuzz', { timeout: 60_000 }, () => {
         const type = reply.readUInt32BE(12);
         await reader.read(reply.readUInt32BE(16));
         assert.ok(type >= 0x80000000, `malformed option ${option} got reply type ${type}`);
-        // Unknown option: NBD_REP_ERR_UNSUP.
+        // Unknown option: NBD_REP.ERR_UNSUP.
         socket.write(optionBytes(0x7777, new Uint8Array(3)));
         const unsup = await within(reader.read(20), 3000, 'unsupported option reply');
         assert.equal(unsup.readUInt32BE(12), 0x80000001);

@@ -14,7 +14,7 @@ describe('NBD protocol codecs', () => {
     const header = Buffer.concat([Buffer.from('IHAVEOPT'), Buffer.from([0, 0, 0, 7, 0, 0, 0, 6])]);
     assert.deepEqual(P.decodeOptionHeader(header), { magicOk: true, option: 7, length: 6 });
     assert.equal(P.decodeOptionHeader(Buffer.alloc(16)).magicOk, false);
-    const reply = P.encodeOptionReply(7, P.NBD_REP_ERR_UNKNOWN, new Uint8Array([1, 2]));
+    const reply = P.encodeOptionReply(7, P.NBD_REP.ERR_UNKNOWN, new Uint8Array([1, 2]));
     assert.equal(hex(reply), '0003e889045565a9' + '00000007' + '80000006' + '00000002' + '0102');
   });
 
@@ -33,13 +33,13 @@ describe('NBD protocol codecs', () => {
     assert.deepEqual(P.decodeMetaContextRequest(data), { exportName: '', queries: ['base:allocation'] });
     assert.equal(P.decodeMetaContextRequest(data.subarray(0, data.length - 1)), null);
     assert.equal(P.decodeMetaContextRequest(Buffer.from([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])), null, 'a count with no queries');
-    assert.equal(P.NBD_OPT_LIST_META_CONTEXT, 9);
-    assert.equal(P.NBD_OPT_SET_META_CONTEXT, 10);
+    assert.equal(P.NBD_OPT.LIST_META_CONTEXT, 9);
+    assert.equal(P.NBD_OPT.SET_META_CONTEXT, 10);
   });
 
   it('requests round-trip; offsets past 2^53 decode as Infinity', () => {
     const handle = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
-    const bytes = P.encodeRequest(P.NBD_CMD_WRITE, P.NBD_CMD_FLAG_FUA, handle, 2 ** 40 + 5, 4096);
+    const bytes = P.encodeRequest(P.NBD_CMD.WRITE, P.NBD_CMD_FLAG.FUA, handle, 2 ** 40 + 5, 4096);
     assert.equal(hex(bytes), '25609513' + '0001' + '0001' + '0102030405060708' + '0000010000000005' + '00001000');
     const r = P.decodeRequest(bytes);
     assert.deepEqual({ ...r, handle: [...r.handle] }, { magicOk: true, flags: 1, type: 1, handle: [1, 2, 3, 4, 5, 6, 7, 8], offset: 2 ** 40 + 5, length: 4096 });

@@ -163,7 +163,7 @@ export class TestClient {
     name.copy(go, 4);
     const replies = await client.option(7, go);
     const info = replies.find((r) => r.type === 3 && r.data.readUInt16BE(0) === 0);
-    if (!info) throw new Error(`NBD_OPT_GO failed: ${replies.map((r) => r.type.toString(16)).join(',')}`);
+    if (!info) throw new Error(`NBD_OPT.GO failed: ${replies.map((r) => r.type.toString(16)).join(',')}`);
     client.size = Number(info.data.readBigUInt64BE(2));
     client.flags = info.data.readUInt16BE(10);
     void client.receive();

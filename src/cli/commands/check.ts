@@ -8,11 +8,11 @@ import type { Command } from '../command.js';
 export const check: Command = {
   name: 'check',
   usage: 'vhdx check FILE [--repair [--cache writeback|unsafe|none]] [--json]',
-  examples: [
-    'vhdx check disk.vhdx                 # report only: nothing is written',
-    'vhdx check disk.vhdx --repair        # replay the log, fix copies and bad BAT entries, reclaim space',
-    'vhdx check disk.vhdx --json | jq .verdict',
-  ],
+  examples: `
+vhdx check disk.vhdx                 # report only: nothing is written
+vhdx check disk.vhdx --repair        # replay the log, fix copies and bad BAT entries, reclaim space
+vhdx check disk.vhdx --json | jq .verdict
+`,
   options: {
     repair: { type: 'boolean', short: 'r', description: 'fix what can be fixed without losing reachable data (default: report only)' },
     json: JSON_OPTION,

@@ -9,10 +9,10 @@ import type { Command } from '../command.js';
 export const commit: Command = {
   name: 'commit',
   usage: 'vhdx commit CHILD [--parent PATH] [--remove] [--json] [--cache writeback|unsafe|none] [-p|--no-progress]',
-  examples: [
-    'vhdx commit checkpoint.avhdx            # the parent now holds what the chain showed',
-    'vhdx commit checkpoint.avhdx --remove   # and the child is deleted',
-  ],
+  examples: `
+vhdx commit checkpoint.avhdx            # the parent now holds what the chain showed
+vhdx commit checkpoint.avhdx --remove   # and the child is deleted
+`,
   options: {
     parent: { type: 'string', description: 'the parent, instead of where the locator says' },
     remove: { type: 'boolean', description: 'delete CHILD once it is merged' },

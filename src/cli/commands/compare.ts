@@ -18,11 +18,11 @@ function hex(offset: number): string {
 export const compare: Command = {
   name: 'compare',
   usage: 'vhdx compare A B [--strict] [--json] [-p]',
-  examples: [
-    'vhdx compare disk.vhdx disk.raw          # exit 0 identical, 1 different, 2 error',
-    'vhdx compare old.vhdx new.vhdx --strict  # a size mismatch is a difference',
-    'vhdx compare a.vhdx b.vhdx --json | jq .firstDifference',
-  ],
+  examples: `
+vhdx compare disk.vhdx disk.raw          # exit 0 identical, 1 different, 2 error
+vhdx compare old.vhdx new.vhdx --strict  # a size mismatch is a difference
+vhdx compare a.vhdx b.vhdx --json | jq .firstDifference
+`,
   options: {
     strict: { type: 'boolean', short: 's', description: 'disks of different sizes differ (else the extra part must read as zeros)' },
     json: JSON_OPTION,

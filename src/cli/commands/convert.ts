@@ -18,13 +18,13 @@ import type { Command } from '../command.js';
 export const convert: Command = {
   name: 'convert',
   usage: 'vhdx convert IN OUT [-O raw|vhdx] [--type dynamic|fixed] [--block-size N] [--logical-sector-size N] [--physical-sector-size N] [--size N] [--cache writeback|unsafe|none] [-p|--no-progress]',
-  examples: [
-    'vhdx convert disk.vhdx disk.raw            # VHDX to raw, sparse where unallocated',
-    'vhdx convert disk.raw disk.vhdx            # raw to dynamic VHDX, zero blocks skipped',
-    'vhdx convert disk.vhdx - | gzip > disk.gz  # raw to standard output',
-    'dd if=/dev/sdb | vhdx convert - disk.vhdx --size 64G --type fixed',
-    'vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch images only',
-  ],
+  examples: `
+vhdx convert disk.vhdx disk.raw            # VHDX to raw, sparse where unallocated
+vhdx convert disk.raw disk.vhdx            # raw to dynamic VHDX, zero blocks skipped
+vhdx convert disk.vhdx - | gzip > disk.gz  # raw to standard output
+dd if=/dev/sdb | vhdx convert - disk.vhdx --size 64G --type fixed
+vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch images only
+`,
   options: {
     ...PARENT_OPTIONS,
     'output-format': { type: 'string', short: 'O', description: 'raw or vhdx (default: vhdx when OUT ends in .vhdx, else raw)' },

@@ -15,13 +15,13 @@ import type { Command } from '../command.js';
 export const create: Command = {
   name: 'create',
   usage: 'vhdx create FILE SIZE [--type dynamic|fixed] [--block-size 32M] [--logical-sector-size 512|4096] [--physical-sector-size 512|4096] [--log-size 1M] [--sparse] [--force] [--json] [--cache writeback|unsafe|none] [-p|--no-progress]',
-  examples: [
-    'vhdx create disk.vhdx 40G',
-    'vhdx create disk.vhdx 10G --type fixed      # writes 10 GiB of zeros: a bar shows on a terminal',
-    'vhdx create 4kn.vhdx 1T --logical-sector-size 4096 --block-size 1M',
-    'vhdx create disk.vhdx 8G --json | jq .fileSize',
-    'vhdx create child.avhdx --parent base.vhdx   # differencing: size and sectors from the parent',
-  ],
+  examples: `
+vhdx create disk.vhdx 40G
+vhdx create disk.vhdx 10G --type fixed      # writes 10 GiB of zeros: a bar shows on a terminal
+vhdx create 4kn.vhdx 1T --logical-sector-size 4096 --block-size 1M
+vhdx create disk.vhdx 8G --json | jq .fileSize
+vhdx create child.avhdx --parent base.vhdx   # differencing: size and sectors from the parent
+`,
   options: {
     ...IMAGE_OPTIONS,
     sparse: { type: 'boolean', description: 'fixed images: leave the payload area as a hole instead of writing zeros' },

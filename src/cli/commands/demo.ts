@@ -25,7 +25,10 @@ export function demoPattern(offset: number, length: number): Uint8Array {
 export const demo: Command = {
   name: 'demo',
   usage: 'vhdx demo [--keep]',
-  examples: ['vhdx demo', 'vhdx demo --keep'],
+  examples: `
+vhdx demo
+vhdx demo --keep
+`,
   options: { keep: { type: 'boolean', description: 'keep the sample image and print its path' } },
   positionals: [],
   async run({ values }) {

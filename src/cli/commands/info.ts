@@ -7,7 +7,11 @@ import type { Command } from '../command.js';
 export const info: Command = {
   name: 'info',
   usage: 'vhdx info FILE [--json] [--chain [--parent PATH]]',
-  examples: ['vhdx info disk.vhdx', 'vhdx info disk.vhdx --json | jq .virtualSize', 'vhdx info checkpoint.avhdx --chain   # the child and every parent'],
+  examples: `
+vhdx info disk.vhdx
+vhdx info disk.vhdx --json | jq .virtualSize
+vhdx info checkpoint.avhdx --chain   # the child and every parent
+`,
   options: {
     json: JSON_OPTION,
     chain: { type: 'boolean', description: 'differencing disks: describe every image of the chain, child first' },

@@ -7,7 +7,10 @@ import type { Command } from '../command.js';
 export const map: Command = {
   name: 'map',
   usage: 'vhdx map FILE [--json] [--parent PATH]',
-  examples: ['vhdx map disk.vhdx', "vhdx map disk.vhdx --json | jq '.[] | select(.kind == \"data\")'"],
+  examples: `
+vhdx map disk.vhdx
+vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
+`,
   options: {
     json: JSON_OPTION,
     ...PARENT_OPTIONS,

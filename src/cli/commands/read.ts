@@ -9,7 +9,11 @@ import type { Command } from '../command.js';
 export const read: Command = {
   name: 'read',
   usage: 'vhdx read FILE --offset N --length N [-p|--no-progress]',
-  examples: ['vhdx read disk.vhdx --offset 0 --length 512 | xxd', 'vhdx read disk.vhdx --offset 1M --length 4K > sector.bin', 'vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the terminal while it runs'],
+  examples: `
+vhdx read disk.vhdx --offset 0 --length 512 | xxd
+vhdx read disk.vhdx --offset 1M --length 4K > sector.bin
+vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the terminal while it runs
+`,
   options: {
     ...PARENT_OPTIONS,
     offset: { type: 'string', description: 'virtual byte offset (K, M, G, T suffixes)' },

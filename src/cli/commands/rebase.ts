@@ -6,10 +6,10 @@ import type { Command } from '../command.js';
 export const rebase: Command = {
   name: 'rebase',
   usage: 'vhdx rebase CHILD --parent NEW [--force] [--cache writeback|unsafe|none]',
-  examples: [
-    'vhdx rebase checkpoint.avhdx --parent /mnt/new/base.vhdx',
-    'vhdx rebase checkpoint.avhdx --parent restored.vhdx --force   # you vouch it is the same disk',
-  ],
+  examples: `
+vhdx rebase checkpoint.avhdx --parent /mnt/new/base.vhdx
+vhdx rebase checkpoint.avhdx --parent restored.vhdx --force   # you vouch it is the same disk
+`,
   options: {
     parent: { type: 'string', description: 'the new parent (required)' },
     force: { type: 'boolean', description: 'accept a parent whose DataWriteGuid does not match (rewrites the linkage)' },

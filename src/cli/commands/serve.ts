@@ -8,12 +8,12 @@ import type { Command } from '../command.js';
 export const serve: Command = {
   name: 'serve',
   usage: 'vhdx serve FILE [--port N | --socket PATH] [--bind ADDR] [--read-only] [--export-name NAME] [--shared N] [--cache writeback|unsafe|none]',
-  examples: [
-    'vhdx serve disk.vhdx                      # nbd://127.0.0.1:10809/',
-    'vhdx serve disk.vhdx --socket /tmp/nbd.sock --shared 4',
-    'vhdx serve disk.vhdx --read-only --port 10900 --export-name disk',
-    'qemu-img info nbd://127.0.0.1:10809/      # from another terminal',
-  ],
+  examples: `
+vhdx serve disk.vhdx                      # nbd://127.0.0.1:10809/
+vhdx serve disk.vhdx --socket /tmp/nbd.sock --shared 4
+vhdx serve disk.vhdx --read-only --port 10900 --export-name disk
+qemu-img info nbd://127.0.0.1:10809/      # from another terminal
+`,
   options: {
     port: { type: 'string', description: 'TCP port (default 10809; 0 picks a free one)' },
     socket: { type: 'string', description: 'listen on this Unix socket instead of TCP' },

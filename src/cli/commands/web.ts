@@ -29,10 +29,10 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 export const web: Command = {
   name: 'web',
   usage: 'vhdx web [FILE] [--port N]',
-  examples: [
-    'vhdx web disk.vhdx              # prints http://127.0.0.1:PORT/?image=... : open it in a browser',
-    'vhdx web --port 8080            # the page alone: choose or drop an image in it',
-  ],
+  examples: `
+vhdx web disk.vhdx              # prints http://127.0.0.1:PORT/?image=... : open it in a browser
+vhdx web --port 8080            # the page alone: choose or drop an image in it
+`,
   options: {
     port: { type: 'string', description: 'TCP port on 127.0.0.1 (default 0: any free port)' },
   },

@@ -11,11 +11,11 @@ import type { Command } from '../command.js';
 export const write: Command = {
   name: 'write',
   usage: 'vhdx write FILE --offset N (--pattern BYTE --length N | --from FILE|-) [--cache writeback|unsafe|none] [-p|--no-progress]',
-  examples: [
-    'vhdx write disk.vhdx --offset 1M --pattern 0xab --length 64K',
-    'vhdx write disk.vhdx --offset 0 --from mbr.bin',
-    'head -c 4096 /dev/urandom | vhdx write disk.vhdx --offset 8K --from -',
-  ],
+  examples: `
+vhdx write disk.vhdx --offset 1M --pattern 0xab --length 64K
+vhdx write disk.vhdx --offset 0 --from mbr.bin
+head -c 4096 /dev/urandom | vhdx write disk.vhdx --offset 8K --from -
+`,
   options: {
     offset: { type: 'string', description: 'virtual byte offset (K, M, G, T suffixes)' },
     pattern: { type: 'string', description: 'byte value to repeat, 0-255 (decimal or 0x hex)' },
