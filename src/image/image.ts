@@ -1,98 +1,64 @@
 /**
- * An open VHDX image: what it is (info), where its data lives (extents), and reads at any offset.
- * Reads are served from the in-memory BAT; metadata was read once at open, through the log overlay
- * when a read-only open found a dirty log.
+ * An open VHDX image: `ImageReader` (reader.ts) for what it is and reads, plus opening and the write
+ * path (format reference §7.8, §8.8, §9). Every change (write, zero, discard, flush, close, repair
+ * steps) is queued, one at a time: allocation and logging are not reentrant. The ordering rules, each
+ * enforced here and nowhere else:
+ * 1. Before the first change of a session, one header update installs a fresh FileWriteGuid and
+ *    DataWriteGuid (§3.4); nothing is written to the file before it.
+ * 2. A new block's payload (data plus explicit zeros for the rest of the block) is written before its
+ *    BAT entry changes in memory, and `flush` syncs the file before logging that entry: a BAT entry is
+ *    never durable before the data it points to.
+ * 3. BAT entries change only in memory; `flush` carries every dirty BAT sector through the log in one
+ *    entry (`LogWriter`). Writes into present blocks go in place and need no log.
+ * 4. Space a BAT change frees is reused only after that change is durable (`BlockAllocator.release`).
  */
+import { MiB } from '../format/bytes.js';
 import {
+  BAT_ENTRY_SIZE,
   PAYLOAD_BLOCK_FULLY_PRESENT,
-  PAYLOAD_BLOCK_NOT_PRESENT,
   PAYLOAD_BLOCK_PARTIALLY_PRESENT,
+  PAYLOAD_BLOCK_UNMAPPED,
   PAYLOAD_BLOCK_ZERO,
-  PAYLOAD_STATE_NAMES,
+  encodeBatEntry,
+  isSectorBitmapEntryIndex,
+  PAYLOAD_BLOCK_NOT_PRESENT,
+  payloadEntryIndex,
+  SB_BLOCK_PRESENT,
+  sectorBitmapEntryIndex,
 } from '../format/bat.js';
+import { LOG_SECTOR_SIZE } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
-import { guidToString, type Guid } from '../format/guid.js';
+import { randomGuid, type Guid } from '../format/guid.js';
+import { readFully, writeZeros, type Backend } from '../io/backend.js';
+import { BlockAllocator } from './allocator.js';
+import { LogWriter } from './log-writer.js';
+import { openLayout, type OpenedLayout, type OpenOptions } from './open.js';
+import { ImageReader, checkParent } from './reader.js';
 import { encodeParentLocator } from '../format/parent-locator.js';
 import { encodeMetadataRegion } from '../format/metadata-region.js';
-import { READ_PIECE, readFully, type Backend } from '../io/backend.js';
-import { openLayout, type LogState, type OpenedLayout, type OpenOptions } from './open.js';
-import { ImageWriter } from './writer.js';
-import { PAYLOAD_BLOCK_UNMAPPED } from '../format/bat.js';
 
-export type ImageType = 'fixed' | 'dynamic' | 'differencing';
+export type { ImageType, ImageInfo, ExtentKind, Extent, PlannedRange } from './reader.js';
 
-export interface ImageInfo {
-  type: ImageType;
-  virtualSize: number;
-  blockSize: number;
-  logicalSectorSize: number;
-  physicalSectorSize: number;
-  virtualDiskId: string;
-  fileWriteGuid: string;
-  dataWriteGuid: string;
-  logGuid: string;
-  logState: LogState;
-  logOffset: number;
-  logLength: number;
-  headerSequence: string;
-  creator: string;
-  fileSize: number;
-  /** Bytes of payload blocks that hold data in this file (fully or partially present). */
-  allocatedBytes: number;
-  chunkRatio: number;
-  parentLocator: Record<string, string> | null;
-  warnings: string[];
-}
+const ZERO_CHUNK = new Uint8Array(4 * MiB);
+const notWritable = (file: string): VhdxError => new VhdxError('READ_ONLY', 'image is open read-only', { file });
 
-/** Where a run of virtual bytes comes from. */
-export type ExtentKind =
-  | 'data' // stored in this file at `fileOffset`
-  | 'zero' // the block is in the ZERO state: reads as zeros
-  | 'unallocated' // not present, unmapped or undefined in a disk without a parent: reads as zeros
-  | 'parent'; // not present in a differencing disk: comes from the parent
-
-export interface Extent {
-  offset: number;
-  length: number;
-  kind: ExtentKind;
-  /** The BAT state name of the blocks in this extent. */
-  state: string;
-  /** File offset of the first byte, for `data` extents. */
-  fileOffset?: number;
-  /** From `resolvedExtents`: which image of the chain serves the run (0 this one, 1 its parent...). */
-  layer?: number;
-}
-
-/**
- * One run of a read plan (`VhdxImage.readPlan`): where the bytes of a virtual range come from, the
- * differencing chain already followed (`layer` 0 is this image, 1 its parent, ...).
- * - `file`: the bytes at `fileOffset` of `backend`, as they are (past the end of the file: zeros);
- * - `zero`: zeros;
- * - `image`: stored, but only `readInto` gives the right bytes (a log applied in memory changes some of
- *   them, or the parent a differencing run needs is not attached: `readInto` then says so).
- */
-export type PlannedRange = { offset: number; length: number; layer: number } & (
-  | { kind: 'file'; backend: Backend; fileOffset: number }
-  | { kind: 'zero' }
-  | { kind: 'image' }
-);
-
-export class VhdxImage {
-  readonly readOnly: boolean;
-  private closed = false;
-  private readonly writer: ImageWriter | null;
-  /** Serializes every change (write, zero, discard, flush, close): allocation and logging are not reentrant. */
+export class VhdxImage extends ImageReader {
+  /** Serializes every change: see the module comment. */
   private queue: Promise<unknown> = Promise.resolve();
+  // The write path's state; a read-only image never creates it (every change is refused first).
+  private readonly allocator!: BlockAllocator;
+  private readonly log!: LogWriter;
+  /** Where the file ends, as this session's writes left it. */
+  private fileEnd: number;
+  /** False only under repair, which goes on with the file after closing the image. */
+  private ownsBackend = true;
 
-  private constructor(
-    readonly backend: Backend,
-    protected readonly layout: OpenedLayout,
-    readOnly: boolean,
-    sparse: boolean,
-    private attached: VhdxImage | null,
-  ) {
-    this.readOnly = readOnly;
-    this.writer = readOnly ? null : new ImageWriter(backend, layout, { sparse, readVirtual: (target, offset) => this.readInto(target, offset) });
+  private constructor(backend: Backend, layout: OpenedLayout, readOnly: boolean, private readonly sparse: boolean, parent: VhdxImage | null) {
+    super(backend, layout, readOnly, parent);
+    this.fileEnd = layout.fileSize;
+    if (readOnly) return;
+    this.allocator = new BlockAllocator(layout.metadata.blockSize, layout.used);
+    this.log = new LogWriter(backend, layout.headerWriter, layout.header.logOffset, layout.header.logLength);
   }
 
   static async open(backend: Backend, options: OpenOptions = {}): Promise<VhdxImage> {
@@ -103,346 +69,35 @@ export class VhdxImage {
     return new VhdxImage(backend, layout, readOnly, options.sparse ?? false, parent);
   }
 
-  /** The parent of a differencing disk, when attached (its own parent is `parent.parent`). */
-  get parent(): VhdxImage | null {
-    return this.attached;
-  }
-
   /**
-   * Attaches the parent of a differencing disk after opening (what `openImage` does once it has found
-   * it through the locator). Checks it as `OpenOptions.parent` does. With `owned`, closing this image
-   * closes the parent too.
+   * @internal Repair's way in: a writable image over a layout opened with `collectBatProblems`, whose BAT may
+   * still hold the bad entries repair is about to clear (only `clearBatEntry`, `relocateBlock`,
+   * `lowestFreeBlock` and `close` are meant for it).
    */
-  attachParent(parent: VhdxImage, options: { ignoreParentLinkage?: boolean; owned?: boolean } = {}): void {
-    if (this.attached) throw new VhdxError('INVALID_ARGUMENT', 'a parent is already attached', { file: this.backend.name });
-    checkParent(this.backend.name, this.layout, parent, options.ignoreParentLinkage ?? false);
-    this.attached = parent;
-    this.ownsParent = options.owned ?? false;
+  static overLayout(backend: Backend, layout: OpenedLayout): VhdxImage {
+    const image = new VhdxImage(backend, layout, false, false, null);
+    image.ownsBackend = false; // repair goes on with the file after closing the image
+    return image;
   }
 
-  private ownsParent = false;
-
-  /** The parent locator's entries (differencing disks), or null. */
-  get parentLocator(): Record<string, string> | null {
-    const locator = this.layout.metadata.parentLocator;
-    return locator ? Object.fromEntries(locator.entries.map((e) => [e.key, e.value])) : null;
+  protected override get fileSize(): number {
+    return this.fileEnd;
   }
 
-  /** This image, its parent, its parent's parent... as far as they are attached. */
-  chain(): VhdxImage[] {
-    const out: VhdxImage[] = [];
-    for (let image: VhdxImage | null = this; image; image = image.parent) out.push(image);
-    return out;
-  }
-
-  get virtualSize(): number {
-    return this.layout.metadata.virtualDiskSize;
-  }
-
-  get blockSize(): number {
-    return this.layout.metadata.blockSize;
-  }
-
-  get logicalSectorSize(): number {
-    return this.layout.metadata.logicalSectorSize;
-  }
-
-  get physicalSectorSize(): number {
-    return this.layout.metadata.physicalSectorSize;
-  }
-
-  get type(): ImageType {
-    const m = this.layout.metadata;
-    return m.hasParent ? 'differencing' : m.leaveBlockAllocated ? 'fixed' : 'dynamic';
-  }
-
-  /** Every byte range of the file in use: header section, log, regions, present blocks (sorted). */
-  usedRanges(): { start: number; end: number; what: string }[] {
-    return [...this.layout.used].sort((a, b) => a.start - b.start);
-  }
-
-  get warnings(): readonly string[] {
-    return this.layout.warnings;
-  }
-
-  info(): ImageInfo {
-    const { header, metadata, geometry } = this.layout;
-    let allocatedBlocks = 0;
-    for (let b = 0; b < geometry.payloadBlocks; b++) {
-      const s = this.layout.bat.blockState(b);
-      if (s === PAYLOAD_BLOCK_FULLY_PRESENT || s === PAYLOAD_BLOCK_PARTIALLY_PRESENT) allocatedBlocks++;
-    }
-    return {
-      type: this.type,
-      virtualSize: metadata.virtualDiskSize,
-      blockSize: metadata.blockSize,
-      logicalSectorSize: metadata.logicalSectorSize,
-      physicalSectorSize: metadata.physicalSectorSize,
-      virtualDiskId: guidToString(metadata.virtualDiskId),
-      // The header as it is now (a session's first change installs new write GUIDs).
-      fileWriteGuid: guidToString(this.layout.headerWriter.header.fileWriteGuid),
-      dataWriteGuid: guidToString(this.layout.headerWriter.header.dataWriteGuid),
-      logGuid: guidToString(this.layout.headerWriter.header.logGuid),
-      logState: this.layout.logState,
-      logOffset: header.logOffset,
-      logLength: header.logLength,
-      headerSequence: this.layout.headerWriter.header.sequenceNumber.toString(),
-      creator: this.layout.creator,
-      fileSize: this.writer?.size ?? this.layout.fileSize,
-      allocatedBytes: allocatedBlocks * metadata.blockSize,
-      chunkRatio: geometry.chunkRatio,
-      parentLocator: metadata.parentLocator ? Object.fromEntries(metadata.parentLocator.entries.map((e) => [e.key, e.value])) : null,
-      warnings: [...this.layout.warnings],
-    };
-  }
-
-  private classify(block: number): { kind: ExtentKind; state: number; fileOffset: number } {
-    const state = this.layout.bat.blockState(block);
-    switch (state) {
-      case PAYLOAD_BLOCK_FULLY_PRESENT:
-        return { kind: 'data', state, fileOffset: this.layout.bat.blockOffset(block) };
-      case PAYLOAD_BLOCK_PARTIALLY_PRESENT: // per sector, from the bitmap (see extents)
-        return { kind: 'parent', state, fileOffset: this.layout.bat.blockOffset(block) };
-      case PAYLOAD_BLOCK_ZERO:
-        return { kind: 'zero', state, fileOffset: 0 };
-      case PAYLOAD_BLOCK_NOT_PRESENT:
-        return { kind: this.layout.metadata.hasParent ? 'parent' : 'unallocated', state, fileOffset: 0 };
-      default: // UNDEFINED, UNMAPPED (3 and the v0.95 value 5): zeros in every disk type (§7.2)
-        return { kind: 'unallocated', state, fileOffset: 0 };
-    }
-  }
-
-  /**
-   * The allocation map of [offset, offset + length): runs of equal kind and state, `data` runs merged
-   * only where their file offsets are contiguous.
-   */
-  extents(offset = 0, length = this.virtualSize - offset): Extent[] {
-    this.checkRange(offset, length);
-    const out: Extent[] = [];
-    const blockSize = this.blockSize;
-    let position = offset;
-    const end = offset + length;
-    while (position < end) {
-      const block = Math.floor(position / blockSize);
-      const inBlock = position - block * blockSize;
-      const run = Math.min(blockSize - inBlock, end - position);
-      const c = this.classify(block);
-      if (c.state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
-        // Runs of sectors: bit set -> this file, clear -> the parent (§7.6 step 4).
-        for (const r of this.bitmapRuns(block, inBlock, run)) {
-          push(out, r.present ? 'data' : 'parent', c.state, position + r.start - inBlock, r.length, r.present ? c.fileOffset + r.start : undefined);
-        }
-      } else {
-        push(out, c.kind, c.state, position, run, c.kind === 'data' ? c.fileOffset + inBlock : undefined);
-      }
-      position += run;
-    }
-    return out;
-  }
-
-  /**
-   * Runs of equal presence in the sector bitmap for [inBlock, inBlock + length) of a partially present
-   * block: `start` is relative to the block. Offsets inside a sector belong to that sector.
-   */
-  private *bitmapRuns(block: number, inBlock: number, length: number): Generator<{ start: number; length: number; present: boolean }> {
-    const { chunkRatio } = this.layout.geometry;
-    const sector = this.logicalSectorSize;
-    const bitmap = this.layout.sectorBitmaps.get(Math.floor(block / chunkRatio));
-    if (!bitmap) throw new VhdxError('BAD_BAT', `block ${block} is partially present but its sector bitmap is not`, { file: this.backend.name });
-    const firstBit = (block % chunkRatio) * (this.blockSize / sector);
-    const end = inBlock + length;
-    let start = inBlock;
-    let present = bitSet(bitmap, firstBit + Math.floor(inBlock / sector));
-    let s = Math.floor(inBlock / sector) + 1;
-    while (s * sector < end) {
-      const bit = firstBit + s;
-      // Whole bytes of equal bits at once.
-      if ((bit & 7) === 0 && (s + 8) * sector <= end && bitmap[bit >> 3] === (present ? 0xff : 0)) {
-        s += 8;
-        continue;
-      }
-      const here = bitSet(bitmap, bit);
-      if (here !== present) {
-        yield { start, length: s * sector - start, present };
-        start = s * sector;
-        present = here;
-      }
-      s++;
-    }
-    yield { start, length: end - start, present };
-  }
-
-  /**
-   * Like `extents`, but runs served by the parent are replaced by the parent's own (resolved) extents,
-   * each tagged with the `layer` that serves it; a `parent` run remains only where no parent is attached.
-   */
-  resolvedExtents(offset = 0, length = this.virtualSize - offset, layer = 0): Extent[] {
-    const out: Extent[] = [];
-    for (const e of this.extents(offset, length)) {
-      if (e.kind === 'parent' && this.attached) {
-        for (const p of this.attached.resolvedExtents(e.offset, e.length, layer + 1)) out.push(p);
-      } else {
-        out.push({ ...e, layer });
-      }
-    }
-    return out;
-  }
-
-  /**
-   * Where virtual [offset, offset + length) of this image is stored, when all of it lies in one `data`
-   * extent and the file's bytes there are what a read returns: its backend and file offset, for copies
-   * that bypass memory (`Backend.copyFrom`). Null otherwise: the range is not stored here, spans
-   * extents, or a log applied in memory (read-only open of a dirty image) changes some of its bytes.
-   * The file may still end inside the range (a block cut short reads as zeros past it).
-   */
-  storedAt(offset: number, length: number): { backend: Backend; fileOffset: number } | null {
-    this.checkRange(offset, length);
-    const plan = this.readPlan(offset, length);
-    const only = plan.length === 1 ? plan[0]! : null;
-    return only?.kind === 'file' && only.layer === 0 ? { backend: only.backend, fileOffset: only.fileOffset } : null;
-  }
-
-  /**
-   * The read plan of [offset, offset + length): for every run, the file and offset its bytes come from,
-   * or zeros, through the whole chain. What `readInto` does, laid out for consumers that move the bytes
-   * themselves: kernel copies (`convertToRaw`), synchronous small reads (`readIntoSync`, the NBD server).
-   */
-  readPlan(offset = 0, length = this.virtualSize - offset): PlannedRange[] {
-    this.assertOpen();
-    const chain = this.chain();
-    const plan: PlannedRange[] = [];
-    for (const e of this.resolvedExtents(offset, length)) {
-      const at = { offset: e.offset, length: e.length, layer: e.layer! };
-      const layer = chain[e.layer!]!;
-      const range: PlannedRange =
-        e.kind === 'zero' || e.kind === 'unallocated'
-          ? { ...at, kind: 'zero' }
-          : e.kind === 'data' && !layer.layout.overlay?.touches(e.fileOffset!, e.length)
-            ? { ...at, kind: 'file', backend: layer.backend, fileOffset: e.fileOffset! }
-            : { ...at, kind: 'image' };
-      // Runs that read the same way merge: zeros with zeros (whatever their block states), file bytes
-      // that continue in the same file.
-      const last = plan[plan.length - 1];
-      const joins =
-        last !== undefined &&
-        ((last.kind === 'zero' && range.kind === 'zero') ||
-          (last.kind === 'file' && range.kind === 'file' && last.backend === range.backend && last.fileOffset + last.length === range.fileOffset));
-      if (joins) last.length += range.length;
-      else plan.push(range);
-    }
-    return plan;
-  }
-
-  /**
-   * `readInto` done synchronously, when the read plan allows it: every run is zeros or file bytes from
-   * a backend with `readSync`. False, with `target` in an unspecified state, when it does not (the
-   * caller then uses `readInto`). For small reads answered at once (the NBD server's).
-   */
-  readIntoSync(target: Uint8Array, offset: number): boolean {
-    if (!this.backend.readSync) return this.readPlanSync(target, offset);
-    this.assertOpen();
-    this.checkRange(offset, target.length);
-    // Inside one fully present block (every small read of allocated data): the one-run plan, without
-    // building it (as `readInto` does).
-    const fileOffset = this.inPresentBlock(offset, target.length);
-    if (fileOffset === null) return this.readPlanSync(target, offset);
-    if (this.layout.overlay?.touches(fileOffset, target.length)) return false;
-    let got = 0;
-    while (got < target.length) {
-      const n = this.backend.readSync(target.subarray(got), fileOffset + got);
-      if (n <= 0) break;
-      got += n;
-    }
-    target.fill(0, got); // a block cut short by the end of the file
-    return true;
-  }
-
-  private readPlanSync(target: Uint8Array, offset: number): boolean {
-    const plan = this.readPlan(offset, target.length);
-    if (plan.some((r) => r.kind === 'image' || (r.kind === 'file' && !r.backend.readSync))) return false;
-    for (const r of plan) {
-      const piece = target.subarray(r.offset - offset, r.offset - offset + r.length);
-      let got = 0;
-      if (r.kind === 'file') {
-        while (got < piece.length) {
-          const n = r.backend.readSync!(piece.subarray(got), r.fileOffset + got);
-          if (n <= 0) break;
-          got += n;
-        }
-      }
-      piece.fill(0, got); // zeros, or a block cut short by the end of the file
-    }
-    return true;
-  }
-
-  /** Reads `length` bytes at virtual `offset` (any alignment). */
-  async read(offset: number, length: number): Promise<Uint8Array> {
-    const out = new Uint8Array(length);
-    await this.readInto(out, offset);
-    return out;
-  }
-
-  /** Fills `target` from virtual `offset`. Contiguous present blocks become one file read. */
-  async readInto(target: Uint8Array, offset: number): Promise<void> {
-    this.assertOpen();
-    this.checkRange(offset, target.length);
-    // Inside one fully present block (every small read of allocated data): the one `data` extent the
-    // loop below would make, read without building the extent list.
-    const fileOffset = this.inPresentBlock(offset, target.length);
-    if (fileOffset !== null) {
-      let got: number;
-      if (target.length <= READ_PIECE) {
-        // readFully's first read made here: one promise less for the reads it serves at once.
-        const n = await this.backend.read(target, fileOffset);
-        got = n > 0 && n < target.length ? n + (await readFully(this.backend, target.subarray(n), fileOffset + n)) : Math.max(n, 0);
-      } else {
-        got = await readFully(this.backend, target, fileOffset);
-      }
-      target.fill(0, got);
-      this.layout.overlay?.patch(target, fileOffset);
-      return;
-    }
-    let done = 0;
-    for (const extent of this.extents(offset, target.length)) {
-      const piece = target.subarray(done, done + extent.length);
-      if (extent.kind === 'data') {
-        const got = await readFully(this.backend, piece, extent.fileOffset!);
-        // A block cut short by the end of the file (validated at open) reads as zeros past it.
-        piece.fill(0, got);
-        this.layout.overlay?.patch(piece, extent.fileOffset!);
-      } else if (extent.kind === 'parent') {
-        if (!this.parent) throw new VhdxError('PARENT_REQUIRED', `reading virtual offset ${extent.offset} needs the parent disk, which is not attached`, { file: this.backend.name });
-        await this.parent.readInto(piece, extent.offset);
-      } else {
-        piece.fill(0);
-      }
-      done += extent.length;
-    }
-  }
-
-  /**
-   * The whole virtual disk (or a range) as consecutive chunks of at most `chunkSize` bytes. Each chunk
-   * is a fresh buffer, so consumers may keep it.
-   */
-  async *chunks(options: { offset?: number; length?: number; chunkSize?: number } = {}): AsyncGenerator<Uint8Array> {
-    const offset = options.offset ?? 0;
-    const length = options.length ?? this.virtualSize - offset;
-    const chunkSize = options.chunkSize ?? 4 * 1024 * 1024;
-    this.checkRange(offset, length);
-    for (let position = offset; position < offset + length; position += chunkSize) {
-      yield await this.read(position, Math.min(chunkSize, offset + length - position));
-    }
+  /** Log entries this session has written (each is one flush's worth of BAT sectors, or a part of it). */
+  get logEntriesWritten(): number {
+    return this.readOnly ? 0 : this.log.entriesWritten;
   }
 
   /** Writes `data` at virtual `offset` (any alignment). Durable after the next `flush` or `close`. */
   write(offset: number, data: Uint8Array): Promise<void> {
-    return this.change(offset, data.length, (w) => w.write(offset, data));
+    return this.change(offset, data.length, () => this.writeNow(offset, data));
   }
 
   /**
    * For copies into this image: fills payload block `block` (its first `length` bytes; the rest reads
    * as zeros) from `read`, `piece` bytes at a time, allocating only if some piece is not all zeros
-   * (see `ImageWriter.copyBlockFrom`). Resolves to whether anything was written.
+   * (see `copyBlockNow`). Resolves to whether anything was written.
    */
   copyBlockFrom(
     block: number,
@@ -455,8 +110,8 @@ export class VhdxImage {
       throw new VhdxError('OUT_OF_RANGE', `block ${block} with length ${length} is not a block of this image`, { file: this.backend.name });
     }
     let result = false;
-    return this.change(offset, length, async (w) => {
-      result = await w.copyBlockFrom(block, length, read, options.piece, options.isZero, options.presentIsZero ?? false);
+    return this.change(offset, length, async () => {
+      result = await this.copyBlockNow(block, length, read, options.piece, options.isZero, options.presentIsZero ?? false);
     }).then(() => result);
   }
 
@@ -465,29 +120,34 @@ export class VhdxImage {
    * without allocating; fixed disks get zeros written in place.
    */
   writeZeroes(offset: number, length: number): Promise<void> {
-    return this.change(offset, length, (w) => w.zeroRange(offset, length, PAYLOAD_BLOCK_ZERO));
+    return this.change(offset, length, () => this.zeroNow(offset, length, PAYLOAD_BLOCK_ZERO));
   }
 
   /** Like `writeZeroes`, but whole blocks of a dynamic disk become UNMAPPED and their space is reused. */
   discard(offset: number, length: number): Promise<void> {
-    return this.change(offset, length, (w) => w.zeroRange(offset, length, PAYLOAD_BLOCK_UNMAPPED));
+    return this.change(offset, length, () => this.zeroNow(offset, length, PAYLOAD_BLOCK_UNMAPPED));
   }
 
   /** Everything written before the call is durable when it resolves (data sync, one log entry, apply). */
   flush(): Promise<void> {
     if (this.readOnly) return Promise.resolve();
-    return this.change(0, 0, (w) => w.flush());
+    return this.change(0, 0, () => this.commitChanges());
   }
 
   /** Flushes, leaves the log empty and the headers clean, and closes the file. */
   async close(): Promise<void> {
     if (this.closed) return;
     try {
-      if (this.writer) await this.exclusive(() => this.writer!.close());
+      if (!this.readOnly) {
+        await this.exclusive(async () => {
+          await this.commitChanges();
+          await this.log.close(); // the log left empty: the image closes clean
+        });
+      }
     } finally {
       this.closed = true;
-      await this.backend.close();
-      if (this.ownsParent) await this.attached?.close();
+      if (this.ownsBackend) await this.backend.close();
+      if (this.ownsParent) await this.parent?.close();
     }
   }
 
@@ -507,91 +167,460 @@ export class VhdxImage {
     );
     const current = new Uint8Array(region.length);
     await readFully(this.backend, current, this.layout.metadataRegion.fileOffset);
-    await this.change(0, 0, (w) => w.rewriteMetadata(region, current));
+    await this.change(0, 0, () => this.rewriteMetadata(region, current));
     m.parentLocator = locator;
   }
 
-  /** See `ImageWriter.presetDataWriteGuid`: the DataWriteGuid the first change of this session installs. */
+  /** @internal Repair: the BAT entry at `index` becomes NOT_PRESENT, through the log at the next flush (see `clearEntryNow`). */
+  clearBatEntry(index: number): Promise<void> {
+    return this.change(0, 0, () => this.clearEntryNow(index));
+  }
+
+  /** @internal Repair and compaction: moves `block` to newly allocated space (see `relocateBlockNow`). */
+  relocateBlock(block: number, releaseOld: boolean): Promise<{ from: number; to: number }> {
+    let moved = { from: 0, to: 0 };
+    return this.change(0, 0, async () => {
+      moved = await this.relocateBlockNow(block, releaseOld);
+    }).then(() => moved);
+  }
+
+  private readonly dirtyBatSectors = new Set<number>();
+  /** Differencing disks: dirty 4 KiB sectors of sector bitmap blocks, as `chunk:sector` keys. */
+  private readonly dirtyBitmapSectors = new Map<string, { chunk: number; sector: number }>();
+  private sessionGuidsInstalled = false;
+  private dataSinceSync = false;
+
+  private get fixed(): boolean {
+    return this.layout.metadata.leaveBlockAllocated && !this.layout.metadata.hasParent;
+  }
+
+  /** Rule 1: one header update with fresh FileWriteGuid and DataWriteGuid before the first change. */
+  private async beginChange(): Promise<void> {
+    if (this.sessionGuidsInstalled) return;
+    await this.layout.headerWriter.update({ fileWriteGuid: randomGuid(), dataWriteGuid: this.nextDataWriteGuid ?? randomGuid() });
+    this.sessionGuidsInstalled = true;
+  }
+
+  private nextDataWriteGuid: Guid | null = null;
+
+  /**
+   * The DataWriteGuid this session installs at its first change, instead of a random one: a merge
+   * records it in the child's parent_linkage2 first, so the child accepts the parent at every instant.
+   */
   presetDataWriteGuid(guid: Guid): void {
-    if (!this.writer) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.backend.name });
-    this.writer.presetDataWriteGuid(guid);
+    if (this.readOnly) throw notWritable(this.backend.name);
+    if (this.sessionGuidsInstalled) throw new VhdxError('INVALID_ARGUMENT', 'this session already changed the image: its DataWriteGuid is set', { file: this.backend.name });
+    this.nextDataWriteGuid = guid;
   }
 
-  /** Log entries this session has written (each is one flush's worth of BAT sectors, or a part of it). */
-  get logEntriesWritten(): number {
-    return this.writer?.logEntriesWritten ?? 0;
+  /**
+   * Replaces the metadata region's bytes (e.g. a new parent locator): the 4 KiB sectors that differ
+   * are committed through the log, after any pending data and BAT changes.
+   */
+  private async rewriteMetadata(region: Uint8Array, current: Uint8Array): Promise<void> {
+    await this.beginChange();
+    await this.commitChanges();
+    const { metadataRegion } = this.layout;
+    const sectors: { fileOffset: number; data: Uint8Array }[] = [];
+    for (let at = 0; at < region.length; at += LOG_SECTOR_SIZE) {
+      const next = region.subarray(at, at + LOG_SECTOR_SIZE);
+      const old = current.subarray(at, at + LOG_SECTOR_SIZE);
+      if (next.some((b, i) => b !== old[i])) sectors.push({ fileOffset: metadataRegion.fileOffset + at, data: next.slice() });
+    }
+    await this.log.commit(sectors, this.fileEnd, Math.max(this.fileEnd, this.allocator.allocatedEnd));
   }
 
-  /** The file offset of virtual [offset, offset + length) when it lies inside one fully present block, else null. */
-  private inPresentBlock(offset: number, length: number): number | null {
-    const blockSize = this.layout.metadata.blockSize;
+  private markBatDirty(block: number): void {
+    this.markEntryDirty(payloadEntryIndex(block, this.layout.geometry.chunkRatio));
+  }
+
+  private markEntryDirty(index: number): void {
+    this.dirtyBatSectors.add(Math.floor((index * BAT_ENTRY_SIZE) / LOG_SECTOR_SIZE));
+  }
+
+  private async writeAt(data: Uint8Array, fileOffset: number): Promise<void> {
+    await this.backend.write(data, fileOffset);
+    this.fileEnd = Math.max(this.fileEnd, fileOffset + data.length);
+    this.dataSinceSync = true;
+  }
+
+  /** Zeros with their space allocated: the backend's fast path (fallocate) where it has one. */
+  private async writeZerosAt(fileOffset: number, length: number): Promise<void> {
+    if (length <= 0) return;
+    await writeZeros(this.backend, fileOffset, length);
+    this.fileEnd = Math.max(this.fileEnd, fileOffset + length);
+    this.dataSinceSync = true;
+  }
+
+  /**
+   * Writes a fresh block's content: zeros, `data` at `inBlock`, zeros. In one write of the whole block
+   * when it is small and the backend can only write bytes; otherwise zeros around the data, which a
+   * backend with a zero fast path allocates without writing them.
+   */
+  private async writeFreshBlock(offset: number, blockSize: number, inBlock: number, data: Uint8Array): Promise<void> {
+    if (blockSize <= ZERO_CHUNK.length && !this.backend.writeZeros) {
+      const whole = new Uint8Array(blockSize);
+      whole.set(data, inBlock);
+      await this.writeAt(whole, offset);
+      return;
+    }
+    await this.writeZerosAt(offset, inBlock);
+    await this.writeAt(data, offset + inBlock);
+    await this.writeZerosAt(offset + inBlock + data.length, blockSize - inBlock - data.length);
+  }
+
+  /** Rule 2: a fresh block holding `data` at `inBlock` and zeros elsewhere, written before the BAT points at it. */
+  private async allocateBlock(block: number, inBlock: number, data: Uint8Array): Promise<void> {
+    const { blockSize } = this.layout.metadata;
+    const offset = this.allocator.allocate();
+    try {
+      if (this.sparse && offset >= this.fileEnd) {
+        // Past the end of the file: extending it makes the rest of the block read as zeros (a hole).
+        await this.writeAt(data, offset + inBlock);
+        if (this.fileEnd < offset + blockSize) {
+          await this.backend.truncate(offset + blockSize);
+          this.fileEnd = offset + blockSize;
+        }
+      } else {
+        await this.writeFreshBlock(offset, blockSize, inBlock, data);
+      }
+    } catch (error) {
+      this.allocator.unallocate(offset);
+      throw error;
+    }
+    this.layout.bat.setBlock(block, PAYLOAD_BLOCK_FULLY_PRESENT, offset);
+    this.markBatDirty(block);
+  }
+
+  private get differencing(): boolean {
+    return this.layout.metadata.hasParent;
+  }
+
+  /**
+   * Copy-on-write at sector granularity (§7.8, differencing): the write is widened to whole logical
+   * sectors (edges read through the image, so from the parent where the child has nothing), written
+   * into the block (allocated on first use, zeros elsewhere, PARTIALLY_PRESENT), and the sectors'
+   * bits set in the chunk's sector bitmap (allocated on first use). Bitmap and BAT change in memory;
+   * `flush` logs them after syncing the data, so a bit never becomes durable before its sector.
+   */
+  private async writeSectors(block: number, inBlock: number, data: Uint8Array): Promise<void> {
+    const { blockSize, logicalSectorSize: sector } = this.layout.metadata;
+    const { bat } = this.layout;
+    const start = Math.floor(inBlock / sector) * sector;
+    const end = Math.ceil((inBlock + data.length) / sector) * sector;
+    let buffer = data;
+    if (start !== inBlock || end !== inBlock + data.length) {
+      buffer = new Uint8Array(end - start);
+      const base = block * blockSize;
+      if (start !== inBlock) await this.readInto(buffer.subarray(0, sector), base + start);
+      if (end !== inBlock + data.length && (end - sector > start || start === inBlock)) await this.readInto(buffer.subarray(end - start - sector), base + end - sector);
+      buffer.set(data, inBlock - start);
+    }
+    const chunk = Math.floor(block / this.layout.geometry.chunkRatio);
+    const bitmap = await this.ensureSectorBitmap(chunk);
+    const firstBit = (block % this.layout.geometry.chunkRatio) * (blockSize / sector);
+    if (bat.blockState(block) === PAYLOAD_BLOCK_NOT_PRESENT) {
+      const offset = this.allocator.allocate();
+      try {
+        await this.writeFreshBlock(offset, blockSize, start, buffer.subarray(0, end - start));
+      } catch (error) {
+        this.allocator.unallocate(offset);
+        throw error;
+      }
+      // Bits a previous owner of this block left behind must not expose garbage.
+      this.setBits(chunk, bitmap, firstBit, blockSize / sector, false);
+      bat.setBlock(block, PAYLOAD_BLOCK_PARTIALLY_PRESENT, offset);
+      this.markBatDirty(block);
+    } else {
+      await this.writeAt(buffer, bat.blockOffset(block) + start);
+    }
+    this.setBits(chunk, bitmap, firstBit + start / sector, (end - start) / sector, true);
+  }
+
+  /** The chunk's sector bitmap, allocating a zeroed 1 MiB block (data, then its SB entry) on first use. */
+  private async ensureSectorBitmap(chunk: number): Promise<Uint8Array> {
+    const existing = this.layout.sectorBitmaps.get(chunk);
+    if (existing) return existing;
+    const offset = this.allocator.allocate(MiB);
+    try {
+      await this.writeZerosAt(offset, MiB);
+    } catch (error) {
+      this.allocator.unallocate(offset, MiB);
+      throw error;
+    }
+    const bitmap = new Uint8Array(MiB);
+    this.layout.sectorBitmaps.set(chunk, bitmap);
+    const index = sectorBitmapEntryIndex(chunk, this.layout.geometry.chunkRatio);
+    encodeBatEntry(this.layout.bat.bytes, index, SB_BLOCK_PRESENT, offset);
+    this.markEntryDirty(index);
+    return bitmap;
+  }
+
+  private setBits(chunk: number, bitmap: Uint8Array, first: number, count: number, value: boolean): void {
+    for (let bit = first; bit < first + count; ) {
+      if ((bit & 7) === 0 && bit + 8 <= first + count) {
+        bitmap[bit >> 3] = value ? 0xff : 0;
+        bit += 8;
+      } else {
+        if (value) bitmap[bit >> 3]! |= 1 << (bit & 7);
+        else bitmap[bit >> 3]! &= ~(1 << (bit & 7));
+        bit++;
+      }
+    }
+    const firstSector = Math.floor(first / 8 / LOG_SECTOR_SIZE);
+    const lastSector = Math.floor((first + count - 1) / 8 / LOG_SECTOR_SIZE);
+    for (let sector = firstSector; sector <= lastSector; sector++) this.dirtyBitmapSectors.set(`${chunk}:${sector}`, { chunk, sector });
+  }
+
+  /**
+   * Fills block `block` from `read` in pieces of `piece.length` bytes (a copy whose pieces stay in the
+   * CPU cache between being read and written), writing only when the block holds something:
+   *  - a block that is not present is allocated at its first non-zero piece; the zero pieces before
+   *    it are written as zeros, every later piece as read, and the rest of the block as zeros, all
+   *    before its BAT entry changes (rule 2);
+   *  - a fully present block gets every piece written in place, zeros included, unless
+   *    `presentIsZero` says it already reads as zeros (a freshly created fixed image), when zero
+   *    pieces are skipped.
+   * Differencing disks and partially present blocks go through `write`, piece by piece.
+   * Returns whether anything was written.
+   */
+  private async copyBlockNow(
+    block: number,
+    length: number,
+    read: (target: Uint8Array, inBlock: number) => Promise<void>,
+    piece: Uint8Array,
+    isZero: (data: Uint8Array) => boolean,
+    presentIsZero: boolean,
+  ): Promise<boolean> {
+    const { bat } = this.layout;
+    const { blockSize } = this.layout.metadata;
+    const state = bat.blockState(block);
+    const base = block * blockSize;
+    if (this.differencing || state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+      let wrote = false;
+      for (let at = 0; at < length; at += piece.length) {
+        const data = piece.subarray(0, Math.min(piece.length, length - at));
+        await read(data, at);
+        if (!isZero(data) || state !== PAYLOAD_BLOCK_NOT_PRESENT) {
+          await this.writeNow(base + at, data);
+          wrote = true;
+        }
+      }
+      return wrote;
+    }
+    let fileOffset = state === PAYLOAD_BLOCK_FULLY_PRESENT ? bat.blockOffset(block) : null;
+    const fresh = fileOffset === null;
+    let zerosBefore = 0;
+    try {
+      for (let at = 0; at < length; at += piece.length) {
+        const data = piece.subarray(0, Math.min(piece.length, length - at));
+        await read(data, at);
+        const zero = isZero(data);
+        if (fileOffset === null) {
+          if (zero) {
+            zerosBefore += data.length;
+            continue;
+          }
+          await this.beginChange();
+          fileOffset = this.allocator.allocate();
+          await this.writeZerosAt(fileOffset, zerosBefore);
+        } else if (zero && presentIsZero) {
+          continue;
+        }
+        await this.beginChange();
+        await this.writeAt(data, fileOffset + at);
+      }
+    } catch (error) {
+      if (fresh && fileOffset !== null) this.allocator.unallocate(fileOffset);
+      throw error;
+    }
+    if (!fresh || fileOffset === null) return !fresh;
+    await this.writeZerosAt(fileOffset + length, blockSize - length);
+    bat.setBlock(block, PAYLOAD_BLOCK_FULLY_PRESENT, fileOffset);
+    this.markBatDirty(block);
+    return true;
+  }
+
+  /** Splits [offset, offset + length) into per-block pieces. */
+  private *pieces(offset: number, length: number): Generator<{ block: number; inBlock: number; start: number; length: number }> {
+    const { blockSize } = this.layout.metadata;
+    for (let position = offset; position < offset + length; ) {
+      const block = Math.floor(position / blockSize);
+      const inBlock = position - block * blockSize;
+      const n = Math.min(blockSize - inBlock, offset + length - position);
+      yield { block, inBlock, start: position - offset, length: n };
+      position += n;
+    }
+  }
+
+  private async writeNow(offset: number, data: Uint8Array): Promise<void> {
+    if (data.length === 0) return;
+    if (!this.sessionGuidsInstalled) await this.beginChange();
+    const { bat } = this.layout;
+    // Inside one fully present block (every small write of allocated data): in place, as the loop
+    // below would do it, without splitting into pieces.
+    const { blockSize } = this.layout.metadata;
     const block = Math.floor(offset / blockSize);
     const inBlock = offset - block * blockSize;
-    if (length === 0 || inBlock + length > blockSize || this.layout.bat.blockState(block) !== PAYLOAD_BLOCK_FULLY_PRESENT) return null;
-    return this.layout.bat.blockOffset(block) + inBlock;
+    if (inBlock + data.length <= blockSize && bat.blockState(block) === PAYLOAD_BLOCK_FULLY_PRESENT) {
+      return this.writeAt(data, bat.blockOffset(block) + inBlock);
+    }
+    for (const p of this.pieces(offset, data.length)) {
+      const piece = data.subarray(p.start, p.start + p.length);
+      const state = bat.blockState(p.block);
+      if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+        await this.writeAt(piece, bat.blockOffset(p.block) + p.inBlock);
+      } else if (this.differencing && (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT || state === PAYLOAD_BLOCK_NOT_PRESENT)) {
+        await this.writeSectors(p.block, p.inBlock, piece);
+      } else if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+        throw new VhdxError('BAD_BAT', `block ${p.block} is partially present in a disk without a parent`, { file: this.backend.name });
+      } else {
+        await this.allocateBlock(p.block, p.inBlock, piece);
+      }
+    }
+  }
+
+  /**
+   * Whole blocks of a dynamic disk go to ZERO (`zeroState`) or UNMAPPED without allocating, their
+   * space released; partial pieces of present blocks are zero-filled in place. A fixed disk keeps
+   * every block present and gets zeros written in place.
+   */
+  private async zeroNow(offset: number, length: number, wholeBlockState: typeof PAYLOAD_BLOCK_ZERO | typeof PAYLOAD_BLOCK_UNMAPPED): Promise<void> {
+    if (length === 0) return;
+    await this.beginChange();
+    const { bat } = this.layout;
+    const { blockSize, virtualDiskSize } = this.layout.metadata;
+    if (this.differencing) return this.zeroRangeDifferencing(offset, length);
+    for (const p of this.pieces(offset, length)) {
+      const state = bat.blockState(p.block);
+      const present = state === PAYLOAD_BLOCK_FULLY_PRESENT;
+      // The last block may be partial: covering up to the virtual size covers the whole block.
+      const whole = p.inBlock === 0 && (p.length === blockSize || p.block * blockSize + p.length === virtualDiskSize);
+      if (present && (this.fixed || !whole)) {
+        await this.writeZerosAt(bat.blockOffset(p.block) + p.inBlock, p.length);
+      } else if (whole && !this.fixed && (present || state !== wholeBlockState)) {
+        if (present) this.allocator.release(bat.blockOffset(p.block));
+        bat.setBlock(p.block, wholeBlockState, 0);
+        this.markBatDirty(p.block);
+      }
+      // Anything else already reads as zeros.
+    }
+  }
+
+  /**
+   * Differencing (§7.8): zeros must hide the parent. Parts of a fully present block are zeroed in
+   * place; parts of a block that is not or partially present are written as zero sectors
+   * (copy-on-write); ZERO/UNMAPPED/UNDEFINED blocks already read zeros. Whole blocks are zeroed the
+   * same way rather than set to ZERO: the format says a ZERO block hides the parent, but libvhdi reads
+   * a differencing disk's ZERO blocks from the parent, so an explicit zero block is the form every
+   * reader agrees on (it costs the block's space).
+   */
+  private async zeroRangeDifferencing(offset: number, length: number): Promise<void> {
+    const { bat } = this.layout;
+    for (const p of this.pieces(offset, length)) {
+      const state = bat.blockState(p.block);
+      if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+        await this.writeZerosAt(bat.blockOffset(p.block) + p.inBlock, p.length);
+      } else if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT || state === PAYLOAD_BLOCK_NOT_PRESENT) {
+        await this.writeSectors(p.block, p.inBlock, new Uint8Array(p.length));
+      }
+    }
+  }
+
+  /** Rule 2 then rule 3: sync the data, then log and apply every dirty BAT sector. */
+  private async commitChanges(): Promise<void> {
+    if (!this.dataSinceSync && this.dirtyBatSectors.size === 0 && this.dirtyBitmapSectors.size === 0) return;
+    await this.backend.flush();
+    this.dataSinceSync = false;
+    if (this.dirtyBatSectors.size > 0 || this.dirtyBitmapSectors.size > 0) {
+      const { bat, batRegion, geometry } = this.layout;
+      // Should the log need several entries, each applied before the next, they go in an order in
+      // which every prefix is a valid image: bitmap bits, then BAT sectors holding sector bitmap entries,
+      // then the rest (a payload entry never says PARTIALLY_PRESENT before its bitmap exists).
+      const bitmapSectors = [...this.dirtyBitmapSectors.values()].map(({ chunk, sector }) => ({
+        fileOffset: bat.sectorBitmapOffset(chunk) + sector * LOG_SECTOR_SIZE,
+        data: this.layout.sectorBitmaps.get(chunk)!.slice(sector * LOG_SECTOR_SIZE, (sector + 1) * LOG_SECTOR_SIZE),
+      }));
+      const holdsSbEntry = (s: number): boolean => {
+        for (let i = (s * LOG_SECTOR_SIZE) / BAT_ENTRY_SIZE; i < ((s + 1) * LOG_SECTOR_SIZE) / BAT_ENTRY_SIZE; i++) {
+          if (isSectorBitmapEntryIndex(i, geometry.chunkRatio)) return true;
+        }
+        return false;
+      };
+      const batSectors = [...this.dirtyBatSectors]
+        .sort((a, b) => Number(holdsSbEntry(b)) - Number(holdsSbEntry(a)) || a - b)
+        .map((s) => ({
+          fileOffset: batRegion.fileOffset + s * LOG_SECTOR_SIZE,
+          data: bat.bytes.slice(s * LOG_SECTOR_SIZE, (s + 1) * LOG_SECTOR_SIZE),
+        }));
+      const required = Math.max(this.fileEnd, this.allocator.allocatedEnd);
+      await this.log.commit([...bitmapSectors, ...batSectors], this.fileEnd, required);
+      this.dirtyBatSectors.clear();
+      this.dirtyBitmapSectors.clear();
+    }
+    this.allocator.commitReleases();
+  }
+
+  /**
+   * Repair: the entry at `index` becomes NOT_PRESENT (through the log at the next flush). Whatever it
+   * pointed at is not released: it was never a valid block of this image.
+   */
+  private async clearEntryNow(index: number): Promise<void> {
+    await this.beginChange();
+    encodeBatEntry(this.layout.bat.bytes, index, 0, 0);
+    this.markEntryDirty(index);
+  }
+
+  /**
+   * Repair and compaction: moves `block` to a newly allocated place, copying what it holds now (bytes
+   * past the end of the file read as zeros). Rule 2 holds as for any new block: the copy is written
+   * before the entry changes, and `flush` syncs it before the entry is logged. The old space is
+   * released (reusable after that flush) only when `releaseOld` says it belonged to this block alone.
+   */
+  private async relocateBlockNow(block: number, releaseOld: boolean): Promise<{ from: number; to: number }> {
+    await this.beginChange();
+    const { bat } = this.layout;
+    const { blockSize } = this.layout.metadata;
+    const from = bat.blockOffset(block);
+    const to = this.allocator.allocate();
+    const chunk = new Uint8Array(Math.min(blockSize, ZERO_CHUNK.length));
+    try {
+      for (let done = 0; done < blockSize; done += chunk.length) {
+        const got = await readFully(this.backend, chunk, from + done);
+        chunk.fill(0, got);
+        await this.writeAt(chunk, to + done);
+      }
+    } catch (error) {
+      this.allocator.unallocate(to);
+      throw error;
+    }
+    bat.setBlock(block, bat.blockState(block), to);
+    this.markBatDirty(block);
+    if (releaseOld) this.allocator.release(from);
+    return { from, to };
+  }
+
+  /** @internal For compaction: the lowest free place a block could move to, or null when only the end is left. */
+  lowestFreeBlock(): number | null {
+    if (this.readOnly) throw notWritable(this.backend.name);
+    return this.allocator.lowestFree();
   }
 
   /** Not an async function (one promise less per write); a refused change still rejects, never throws. */
-  private change(offset: number, length: number, fn: (writer: ImageWriter) => Promise<void>): Promise<void> {
+  private change(offset: number, length: number, fn: () => Promise<void>): Promise<void> {
     try {
       this.assertOpen();
-      if (!this.writer) throw new VhdxError('READ_ONLY', 'image is open read-only', { file: this.backend.name });
+      if (this.readOnly) throw notWritable(this.backend.name);
       this.checkRange(offset, length);
     } catch (error) {
       return Promise.reject(error);
     }
-    const writer = this.writer;
-    return this.exclusive(() => fn(writer));
+    return this.exclusive(fn);
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn);
     this.queue = run.catch(() => undefined);
     return run;
-  }
-
-  private assertOpen(): void {
-    if (this.closed) throw new VhdxError('INVALID_ARGUMENT', 'image is closed', { file: this.backend.name });
-  }
-
-  private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VhdxError('OUT_OF_RANGE', `range [${offset}, ${offset + length}) is outside the ${this.virtualSize}-byte virtual disk`, { file: this.backend.name });
-    }
-  }
-}
-
-function bitSet(bitmap: Uint8Array, bit: number): boolean {
-  return (bitmap[bit >> 3]! & (1 << (bit & 7))) !== 0;
-}
-
-/** Appends a run to `out`, merging with the last one when kind, state and (for data) file position continue it. */
-function push(out: Extent[], kind: ExtentKind, state: number, offset: number, length: number, fileOffset: number | undefined): void {
-  const last = out[out.length - 1];
-  const name = PAYLOAD_STATE_NAMES[state]!;
-  if (last && last.kind === kind && last.state === name && (kind !== 'data' || last.fileOffset! + last.length === fileOffset)) {
-    last.length += length;
-    return;
-  }
-  const extent: Extent = { offset, length, kind, state: name };
-  if (fileOffset !== undefined) extent.fileOffset = fileOffset;
-  out.push(extent);
-}
-
-/** §6.3 steps 5-6: the parent must be the one the child was made from. */
-function checkParent(file: string, layout: OpenedLayout, parent: VhdxImage, ignoreLinkage: boolean): void {
-  const m = layout.metadata;
-  const mismatch = (message: string): VhdxError => new VhdxError('PARENT_MISMATCH', message, { file });
-  if (!m.hasParent || !m.parentLocator) throw new VhdxError('INVALID_ARGUMENT', 'a parent was given but the image is not a differencing disk', { file });
-  if (parent.logicalSectorSize !== m.logicalSectorSize) {
-    throw mismatch(`parent ${parent.backend.name} has ${parent.logicalSectorSize}-byte logical sectors, the child ${m.logicalSectorSize}`);
-  }
-  if (parent.virtualSize !== m.virtualDiskSize) throw mismatch(`parent ${parent.backend.name} is ${parent.virtualSize} bytes, the child ${m.virtualDiskSize}`);
-  if (ignoreLinkage) return;
-  const entries = new Map(m.parentLocator.entries.map((e) => [e.key, e.value]));
-  const actual = parent.info().dataWriteGuid.toLowerCase();
-  const accepted = ['parent_linkage', 'parent_linkage2'].map((k) => entries.get(k)?.replace(/[{}]/g, '').toLowerCase()).filter((v) => v !== undefined);
-  if (!accepted.includes(actual)) {
-    throw mismatch(`parent ${parent.backend.name} has changed since this disk was made from it (its DataWriteGuid is {${actual}}, the child expects ${entries.get('parent_linkage') ?? 'none'})`);
   }
 }

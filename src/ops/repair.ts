@@ -21,17 +21,17 @@ import { readFully, writeZeros, type Backend } from '../io/backend.js';
 import type { BatProblem } from '../image/bat-table.js';
 import { readHeaderCopies } from '../image/headers.js';
 import { openLayout, type OpenedLayout } from '../image/open.js';
-import { ImageWriter } from '../image/writer.js';
+import { VhdxImage } from '../image/image.js';
 import { BAT_FINDING_CODES, equalBytes, lastUsedEnd, type CheckReport, type FindingCode, type Repair } from './findings.js';
 
 /**
  * The part of the write path repair needs: BAT entries cleared and blocks moved, both through the log,
  * where free space is, and the close that makes it durable.
  */
-type BlockRepairs = Pick<ImageWriter, 'clearEntry' | 'relocateBlock' | 'lowestFreeBlock' | 'close'>;
+type BlockRepairs = Pick<VhdxImage, 'clearBatEntry' | 'relocateBlock' | 'lowestFreeBlock' | 'close'>;
 
 function blockRepairs(backend: Backend, layout: OpenedLayout): BlockRepairs {
-  return new ImageWriter(backend, layout);
+  return VhdxImage.overLayout(backend, layout);
 }
 
 export async function repair(backend: Backend, before: CheckReport): Promise<{ repairs: Repair[]; lost: { offset: number; length: number }[] }> {
@@ -102,7 +102,7 @@ export async function repair(backend: Backend, before: CheckReport): Promise<{ r
         repairs.push({ code: 'BAT_OVERLAPS_BLOCK', message: `gave block ${p.block} its own copy at file offset ${moved.to} (it shared space with block ${p.sharedWith})` });
         continue;
       }
-      await writer.clearEntry(p.entryIndex);
+      await writer.clearBatEntry(p.entryIndex);
       const what = p.block !== undefined ? `block ${p.block}` : `sector bitmap ${p.chunk}`;
       repairs.push({ code: BAT_FINDING_CODES[p.kind], message: `marked ${what} not present (BAT entry ${p.entryIndex}): ${p.message}` });
       if (p.block !== undefined) {

@@ -72,10 +72,17 @@ describe('docs/api.md examples', () => {
     assert.ok('VhdxImage' in library && 'openImage' in library, 'vhdx/node exports the core and its own');
     const missing = Object.keys(library).filter((name) => !new RegExp(`\\b${name}\\b`).test(code));
     assert.deepEqual(missing, [], 'exports of src/index.ts or src/node/index.ts that no example uses');
-    // Public members of VhdxImage, from its declarations (private ones are emitted without a signature).
-    const declarations = readFileSync(join(ROOT, 'dist', 'src', 'image', 'image.d.ts'), 'utf8');
-    const dts = declarations.slice(declarations.indexOf('export declare class VhdxImage'));
-    const members = [...dts.matchAll(/^ {4}(?:static |readonly |get )?(\w+)(?:<[^>]*>)?[(:]/gm)].map((m) => m[1]!).filter((m) => m !== 'constructor');
+    // Public members of VhdxImage and the ImageReader it extends, from their declarations (private ones
+    // are emitted without a signature, protected ones marked).
+    const members = [
+      ['image.d.ts', 'VhdxImage'],
+      ['reader.d.ts', 'ImageReader'],
+    ].flatMap(([file, name]) => {
+      const declarations = readFileSync(join(ROOT, 'dist', 'src', 'image', file!), 'utf8');
+      const dts = declarations.slice(declarations.indexOf(`export declare `));
+      assert.match(dts, new RegExp(`class ${name}\\b`), `${file} declares ${name}`);
+      return [...dts.matchAll(/^ {4}(?:static |readonly |get )?(\w+)(?:<[^>]*>)?[(:]/gm)].map((m) => m[1]!).filter((m) => m !== 'constructor');
+    });
     assert.ok(members.includes('read') && members.includes('readInto'), `VhdxImage members not found: ${members.join(', ')}`);
     const unused = members.filter((m) => !new RegExp(`\\.${m}\\b`).test(code));
     assert.deepEqual(unused, [], 'public VhdxImage members that no example uses');
