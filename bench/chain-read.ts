@@ -165,7 +165,7 @@ async function bench(config: Config, dir: string): Promise<number> {
     const image = await openImage(file, { parentPath: false });
     try {
       const states = new Map<string, number>();
-      for (const e of image.extents()) states.set(e.state, (states.get(e.state) ?? 0) + e.length);
+      for (const e of (await image.extents())) states.set(e.state, (states.get(e.state) ?? 0) + e.length);
       return `${image.type}, ${formatBytes(image.blockSize)} blocks, file ${formatBytes(statSync(file).size)}; ${[...states].map(([s, n]) => `${s} ${formatBytes(n)}`).join(', ')}`;
     } finally {
       await image.close();

@@ -193,7 +193,7 @@ async function verifyImage(path: string, written: number): Promise<string[]> {
   const problems: string[] = [];
   const image = await openImage(path);
   try {
-    const notData = image.extents().filter((e) => e.kind !== 'data');
+    const notData = (await image.extents()).filter((e) => e.kind !== 'data');
     if (notData.length) problems.push(`not every block is allocated: ${JSON.stringify(notData[0])}`);
     const page = new Uint8Array(IO);
     const expected = new Uint8Array(IO);
@@ -238,7 +238,7 @@ interface BlockMap {
 async function blockMap(path: string): Promise<BlockMap> {
   const image = await openImage(path);
   const files: number[] = [];
-  for (const e of image.extents()) {
+  for (const e of (await image.extents())) {
     for (let at = 0; at < e.length; at += BLOCK_SIZE) files[(e.offset + at) / BLOCK_SIZE] = e.fileOffset! + at;
   }
   await image.close();

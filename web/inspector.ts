@@ -421,7 +421,7 @@ async function showSector(sector: number, scroll: boolean): Promise<void> {
   input.removeAttribute('aria-invalid');
   input.value = String(sector);
   const offset = sector * size;
-  const extents = image.extents(offset, size);
+  const extents = await image.extents(offset, size);
   const where = extents
     .map((e) => {
       switch (e.kind) {

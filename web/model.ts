@@ -255,15 +255,16 @@ async function inspectLog(backend: Backend, layout: OpenedLayout): Promise<LogVi
     });
   }
   // What replaying changes in the BAT: the file's own entries against the replayed ones.
-  const batBytes = layout.bat.bytes;
-  if (layout.overlay && batBytes.length <= MAX_BAT_COMPARE) {
-    const raw = new Uint8Array(batBytes.length);
+  const batLength = layout.bat.entryCount * 8;
+  if (layout.overlay && batLength <= MAX_BAT_COMPARE) {
+    const raw = new Uint8Array(batLength);
     await readFully(backend, raw, layout.batRegion.fileOffset);
     const { chunkRatio, payloadBlocks } = layout.geometry;
     let changed = 0;
     for (let block = 0; block < payloadBlocks; block++) {
       const at = (block + Math.floor(block / chunkRatio)) * 8;
-      if (readU32(raw, at) !== readU32(batBytes, at) || readU32(raw, at + 4) !== readU32(batBytes, at + 4)) changed++;
+      const replayed = layout.bat.entryBytes(at / 8);
+      if (readU32(raw, at) !== readU32(replayed, 0) || readU32(raw, at + 4) !== readU32(replayed, 4)) changed++;
     }
     view.changedBlocks = changed;
   }
@@ -312,6 +313,15 @@ function allocationOf(layout: OpenedLayout): Allocation {
 }
 
 /** The BAT state name of a block (as `vhdx map` prints it). */
+/** A cache larger than any BAT: the page reads the whole table at open, as it shows all of it. */
+const WHOLE_BAT = Number.MAX_SAFE_INTEGER;
+
+/** Differencing disks: every present sector bitmap read now, so hovering a block answers at once. */
+async function loadSectorBitmaps(layout: OpenedLayout): Promise<void> {
+  if (!layout.metadata.hasParent) return;
+  for (let chunk = 0; chunk < layout.geometry.sectorBitmapBlocks; chunk++) await layout.sectorBitmaps.get(chunk);
+}
+
 export function blockStateName(layout: OpenedLayout, block: number): string {
   return PAYLOAD_STATE_NAMES[layout.bat.blockState(block)] ?? 'unknown';
 }
@@ -320,7 +330,7 @@ export function blockStateName(layout: OpenedLayout, block: number): string {
 export function sectorsPresent(layout: OpenedLayout, block: number): { present: number; total: number } | null {
   const { chunkRatio } = layout.geometry;
   const { blockSize, logicalSectorSize, virtualDiskSize } = layout.metadata;
-  const bitmap = layout.sectorBitmaps.get(Math.floor(block / chunkRatio));
+  const bitmap = layout.sectorBitmaps.peek(Math.floor(block / chunkRatio));
   if (!bitmap) return null;
   const total = Math.ceil(Math.min(blockSize, virtualDiskSize - block * blockSize) / logicalSectorSize);
   const first = (block % chunkRatio) * (blockSize / logicalSectorSize);
@@ -414,7 +424,9 @@ export async function inspect(backend: Backend): Promise<Inspection> {
 
   // ---- The layout as a reader opens it: read-only, so a dirty log is applied in memory only.
   try {
-    result.layout = await openLayout(backend, { readOnly: true, collectBatProblems: true });
+    // The whole BAT in memory: the allocation picture shows every block, and hovering reads any of them.
+    result.layout = await openLayout(backend, { readOnly: true, collectBatProblems: true, batCacheBytes: WHOLE_BAT });
+    await loadSectorBitmaps(result.layout);
   } catch (error) {
     result.layoutProblem = problemOf(error);
   }

@@ -19,7 +19,6 @@ import {
   PAYLOAD_BLOCK_PARTIALLY_PRESENT,
   PAYLOAD_BLOCK_UNMAPPED,
   PAYLOAD_BLOCK_ZERO,
-  encodeBatEntry,
   isSectorBitmapEntryIndex,
   PAYLOAD_BLOCK_NOT_PRESENT,
   payloadEntryIndex,
@@ -57,6 +56,8 @@ export class VhdxImage extends ImageReader {
     super(backend, layout, readOnly, parent);
     this.fileEnd = layout.fileSize;
     if (readOnly) return;
+    // A writable open judged the whole BAT (open.ts): every block's place is known.
+    if (!layout.used) throw new Error('a writable image needs the used ranges of its whole BAT');
     this.allocator = new BlockAllocator(layout.metadata.blockSize, layout.used);
     this.log = new LogWriter(backend, layout.headerWriter, layout.header.logOffset, layout.header.logLength);
   }
@@ -339,8 +340,12 @@ export class VhdxImage extends ImageReader {
 
   /** The chunk's sector bitmap, allocating a zeroed 1 MiB block (data, then its SB entry) on first use. */
   private async ensureSectorBitmap(chunk: number): Promise<Uint8Array> {
-    const existing = this.layout.sectorBitmaps.get(chunk);
-    if (existing) return existing;
+    const bitmaps = this.layout.sectorBitmaps;
+    const existing = await bitmaps.get(chunk);
+    if (existing) {
+      bitmaps.hold(chunk); // changed from now on: kept in memory until the log carries it
+      return existing;
+    }
     const offset = this.allocator.allocate(MiB);
     try {
       await this.writeZerosAt(offset, MiB);
@@ -349,9 +354,9 @@ export class VhdxImage extends ImageReader {
       throw error;
     }
     const bitmap = new Uint8Array(MiB);
-    this.layout.sectorBitmaps.set(chunk, bitmap);
+    bitmaps.add(chunk, bitmap);
     const index = sectorBitmapEntryIndex(chunk, this.layout.geometry.chunkRatio);
-    encodeBatEntry(this.layout.bat.bytes, index, SB_BLOCK_PRESENT, offset);
+    this.layout.bat.setEntry(index, SB_BLOCK_PRESENT, offset);
     this.markEntryDirty(index);
     return bitmap;
   }
@@ -385,6 +390,45 @@ export class VhdxImage extends ImageReader {
    * Returns whether anything was written.
    */
   private async copyBlockNow(
+    block: number,
+    length: number,
+    read: (target: Uint8Array, inBlock: number) => Promise<void>,
+    piece: Uint8Array,
+    isZero: (data: Uint8Array) => boolean,
+    presentIsZero: boolean,
+  ): Promise<boolean> {
+    if (this.differencing) {
+      // Sector by sector through writeNow, which pins what each piece needs.
+      let wrote = false;
+      const notPresent = await this.blockIsNotPresent(block);
+      for (let at = 0; at < length; at += piece.length) {
+        const data = piece.subarray(0, Math.min(piece.length, length - at));
+        await read(data, at);
+        if (!isZero(data) || !notPresent) {
+          await this.writeNow(block * this.blockSize + at, data);
+          wrote = true;
+        }
+      }
+      return wrote;
+    }
+    const release = await this.layout.bat.pinBlocks(block, block);
+    try {
+      return await this.copyBlockPinned(block, length, read, piece, isZero, presentIsZero);
+    } finally {
+      release();
+    }
+  }
+
+  private async blockIsNotPresent(block: number): Promise<boolean> {
+    const release = await this.layout.bat.pinBlocks(block, block);
+    try {
+      return this.layout.bat.blockState(block) === PAYLOAD_BLOCK_NOT_PRESENT;
+    } finally {
+      release();
+    }
+  }
+
+  private async copyBlockPinned(
     block: number,
     length: number,
     read: (target: Uint8Array, inBlock: number) => Promise<void>,
@@ -442,13 +486,19 @@ export class VhdxImage extends ImageReader {
   }
 
   /** Splits [offset, offset + length) into per-block pieces. */
-  private *pieces(offset: number, length: number): Generator<{ block: number; inBlock: number; start: number; length: number }> {
+  private async *pieces(offset: number, length: number): AsyncGenerator<{ block: number; inBlock: number; start: number; length: number }> {
     const { blockSize } = this.layout.metadata;
     for (let position = offset; position < offset + length; ) {
       const block = Math.floor(position / blockSize);
       const inBlock = position - block * blockSize;
       const n = Math.min(blockSize - inBlock, offset + length - position);
-      yield { block, inBlock, start: position - offset, length: n };
+      // The block's BAT entry (and its chunk's sector bitmap entry) stays in memory while the piece is handled.
+      const release = await this.layout.bat.pinBlocks(block, block, this.differencing);
+      try {
+        yield { block, inBlock, start: position - offset, length: n };
+      } finally {
+        release();
+      }
       position += n;
     }
   }
@@ -460,12 +510,9 @@ export class VhdxImage extends ImageReader {
     // Inside one fully present block (every small write of allocated data): in place, as the loop
     // below would do it, without splitting into pieces.
     const { blockSize } = this.layout.metadata;
-    const block = Math.floor(offset / blockSize);
-    const inBlock = offset - block * blockSize;
-    if (inBlock + data.length <= blockSize && bat.blockState(block) === PAYLOAD_BLOCK_FULLY_PRESENT) {
-      return this.writeAt(data, bat.blockOffset(block) + inBlock);
-    }
-    for (const p of this.pieces(offset, data.length)) {
+    const inPlace = this.inPresentBlock(offset, data.length);
+    if (inPlace !== null) return this.writeAt(data, inPlace);
+    for await (const p of this.pieces(offset, data.length)) {
       const piece = data.subarray(p.start, p.start + p.length);
       const state = bat.blockState(p.block);
       if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
@@ -491,7 +538,7 @@ export class VhdxImage extends ImageReader {
     const { bat } = this.layout;
     const { blockSize, virtualDiskSize } = this.layout.metadata;
     if (this.differencing) return this.zeroRangeDifferencing(offset, length);
-    for (const p of this.pieces(offset, length)) {
+    for await (const p of this.pieces(offset, length)) {
       const state = bat.blockState(p.block);
       const present = state === PAYLOAD_BLOCK_FULLY_PRESENT;
       // The last block may be partial: covering up to the virtual size covers the whole block.
@@ -517,7 +564,7 @@ export class VhdxImage extends ImageReader {
    */
   private async zeroRangeDifferencing(offset: number, length: number): Promise<void> {
     const { bat } = this.layout;
-    for (const p of this.pieces(offset, length)) {
+    for await (const p of this.pieces(offset, length)) {
       const state = bat.blockState(p.block);
       if (state === PAYLOAD_BLOCK_FULLY_PRESENT) {
         await this.writeZerosAt(bat.blockOffset(p.block) + p.inBlock, p.length);
@@ -539,7 +586,7 @@ export class VhdxImage extends ImageReader {
       // then the rest (a payload entry never says PARTIALLY_PRESENT before its bitmap exists).
       const bitmapSectors = [...this.dirtyBitmapSectors.values()].map(({ chunk, sector }) => ({
         fileOffset: bat.sectorBitmapOffset(chunk) + sector * LOG_SECTOR_SIZE,
-        data: this.layout.sectorBitmaps.get(chunk)!.slice(sector * LOG_SECTOR_SIZE, (sector + 1) * LOG_SECTOR_SIZE),
+        data: this.layout.sectorBitmaps.peek(chunk)!.slice(sector * LOG_SECTOR_SIZE, (sector + 1) * LOG_SECTOR_SIZE),
       }));
       const holdsSbEntry = (s: number): boolean => {
         for (let i = (s * LOG_SECTOR_SIZE) / BAT_ENTRY_SIZE; i < ((s + 1) * LOG_SECTOR_SIZE) / BAT_ENTRY_SIZE; i++) {
@@ -551,12 +598,15 @@ export class VhdxImage extends ImageReader {
         .sort((a, b) => Number(holdsSbEntry(b)) - Number(holdsSbEntry(a)) || a - b)
         .map((s) => ({
           fileOffset: batRegion.fileOffset + s * LOG_SECTOR_SIZE,
-          data: bat.bytes.slice(s * LOG_SECTOR_SIZE, (s + 1) * LOG_SECTOR_SIZE),
+          data: bat.sectorBytes(s),
         }));
       const required = Math.max(this.fileEnd, this.allocator.allocatedEnd);
       await this.log.commit([...bitmapSectors, ...batSectors], this.fileEnd, required);
       this.dirtyBatSectors.clear();
       this.dirtyBitmapSectors.clear();
+      // Carried by the log and applied in place: the pages and bitmaps may leave memory again.
+      bat.clean();
+      this.layout.sectorBitmaps.clean();
     }
     this.allocator.commitReleases();
   }
@@ -567,7 +617,12 @@ export class VhdxImage extends ImageReader {
    */
   private async clearEntryNow(index: number): Promise<void> {
     await this.beginChange();
-    encodeBatEntry(this.layout.bat.bytes, index, 0, 0);
+    const release = await this.layout.bat.pin(index, index);
+    try {
+      this.layout.bat.setEntry(index, 0, 0);
+    } finally {
+      release();
+    }
     this.markEntryDirty(index);
   }
 
@@ -579,6 +634,15 @@ export class VhdxImage extends ImageReader {
    */
   private async relocateBlockNow(block: number, releaseOld: boolean): Promise<{ from: number; to: number }> {
     await this.beginChange();
+    const release = await this.layout.bat.pinBlocks(block, block);
+    try {
+      return await this.relocatePinned(block, releaseOld);
+    } finally {
+      release();
+    }
+  }
+
+  private async relocatePinned(block: number, releaseOld: boolean): Promise<{ from: number; to: number }> {
     const { bat } = this.layout;
     const { blockSize } = this.layout.metadata;
     const from = bat.blockOffset(block);

@@ -43,7 +43,8 @@ import {
 import { decodeParentLocator, type ParentLocator } from '../format/parent-locator.js';
 import { decodeRegionTable, type RegionEntry, type RegionTable } from '../format/region-table.js';
 import { readFully, type Backend } from '../io/backend.js';
-import { BatTable, findOverlap, type BatProblem, type Range } from './bat-table.js';
+import { BatTable, DEFAULT_BAT_CACHE_BYTES, findOverlap, pageCheck, type BatProblem, type Range } from './bat-table.js';
+import { SectorBitmaps } from './sector-bitmaps.js';
 import { chooseHeader, HeaderWriter, readHeaderCopies } from './headers.js';
 import type { VhdxImage } from './image.js';
 import { applySequence, findActiveSequence, LogOverlay, validateSequenceTargets, type ActiveSequence } from './log-replay.js';
@@ -80,6 +81,13 @@ export interface OpenOptions {
    * changed after the child was made, so the chain may read garbage). For forensic use only.
    */
   ignoreParentLinkage?: boolean;
+  /**
+   * Bytes of BAT kept in memory (default 32 MiB). A BAT up to this size is read whole at open; a larger
+   * one (a 64 TiB disk with 1 MiB blocks has 512 MiB of it) is read a page at a time as blocks are
+   * used, the least recently used pages dropped. A sector bitmap cache of `batCacheBytes / 2` (at least
+   * one 1 MiB bitmap) goes with it in differencing disks.
+   */
+  batCacheBytes?: number;
 }
 
 /** Internal: the layout-level open used by check and repair. */
@@ -114,8 +122,13 @@ export interface OpenedLayout {
   metadata: ImageMetadata;
   geometry: BatGeometry;
   bat: BatTable;
-  /** Every byte range referenced at open: header section, log, regions, present blocks. */
-  used: Range[];
+  /**
+   * Every byte range referenced at open: header section, log, regions, present blocks. Null when the
+   * BAT is read lazily and the open was read-only (nothing needed the whole table).
+   */
+  used: Range[] | null;
+  /** Present blocks at open, when the whole table was judged (see `used`). */
+  allocatedBlocks: number | null;
   logState: LogState;
   /** Present after a read-only open of a dirty log; every metadata read must go through it. */
   overlay: LogOverlay | null;
@@ -123,8 +136,8 @@ export interface OpenedLayout {
   warnings: string[];
   /** Bad BAT entries, when opened with `collectBatProblems` (otherwise the open throws at the first). */
   batProblems: BatProblem[];
-  /** Differencing disks: the sector bitmap block of each chunk whose SB entry is present (§7.7). */
-  sectorBitmaps: Map<number, Uint8Array>;
+  /** Differencing disks: the sector bitmap blocks (§7.7), read when first needed. */
+  sectorBitmaps: SectorBitmaps;
 }
 
 export async function openLayout(backend: Backend, options: OpenLayoutOptions = {}): Promise<OpenedLayout> {
@@ -208,28 +221,33 @@ export async function openLayout(backend: Backend, options: OpenLayoutOptions = 
   if (batRegion.length < requiredBytes) {
     throw new VhdxError('BAD_BAT', `BAT region is ${batRegion.length} bytes but ${geometry.requiredEntries} entries need ${requiredBytes}`, { file, offset: batRegion.fileOffset });
   }
+  const cacheBytes = options.batCacheBytes ?? DEFAULT_BAT_CACHE_BYTES;
+  if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 4096) throw new VhdxError('INVALID_ARGUMENT', `batCacheBytes ${cacheBytes} is below 4096`, { file });
   // Whole 4 KiB sectors: the writer logs the BAT a sector at a time.
-  const batBytes = await readMeta(batRegion.fileOffset, Math.min(batRegion.length, Math.ceil(requiredBytes / 4096) * 4096));
-  const bat = new BatTable(geometry, batBytes);
+  const source = { backend, fileOffset: batRegion.fileOffset, length: Math.min(batRegion.length, Math.ceil(requiredBytes / 4096) * 4096), patch: (b: Uint8Array, at: number) => overlay?.patch(b, at) };
   const structures: Range[] = [
     { start: 0, end: HEADER_SECTION_SIZE, what: 'header section' },
     ...regionTable.entries.map((r) => ({ start: r.fileOffset, end: r.fileOffset + r.length, what: regionName(r) })),
   ];
   if (header.logLength > 0) structures.push({ start: header.logOffset, end: header.logOffset + header.logLength, what: 'log' });
   const batOptions = { hasParent: metadata.hasParent, fileSize: effectiveSize, structures, file, batOffset: batRegion.fileOffset };
-  const checked = options.collectBatProblems ? bat.inspect(batOptions) : { ...bat.validate(batOptions), problems: [] };
+  const lazy = source.length > cacheBytes;
+  const bat = lazy
+    ? BatTable.lazy(geometry, source, { cacheBytes, ...(options.collectBatProblems || !readOnly ? {} : { check: pageCheck(batOptions, warnings) }) })
+    : await BatTable.resident(geometry, source);
+  // The whole table is judged at open when it is in memory anyway, when the image will be written (the
+  // allocator needs every block's place, and nothing may be written over a block another entry claims;
+  // later its pages hold only what this session wrote), and for check; a lazily read one opened
+  // read-only is judged a page at a time as it is read.
+  let checked: { warnings: string[]; used: Range[] | null; problems: BatProblem[]; allocatedBlocks: number | null } = { warnings: [], used: null, problems: [], allocatedBlocks: null };
+  if (options.collectBatProblems) checked = await bat.inspect(batOptions);
+  else if (!lazy || !readOnly) checked = { ...(await bat.validate(batOptions)), problems: [] };
   warnings.push(...checked.warnings);
 
-  // Sector bitmaps (differencing only): whole 1 MiB blocks, read through the log overlay. Each lies
-  // inside the file and overlaps nothing (validated above), so their total is bounded by the file.
-  const sectorBitmaps = new Map<number, Uint8Array>();
-  if (metadata.hasParent) {
-    const bad = new Set(checked.problems.map((p) => p.chunk).filter((c) => c !== undefined));
-    for (let chunk = 0; chunk < geometry.sectorBitmapBlocks; chunk++) {
-      if (bad.has(chunk) || bat.sectorBitmapState(chunk) !== SB_BLOCK_PRESENT) continue;
-      sectorBitmaps.set(chunk, await readMeta(bat.sectorBitmapOffset(chunk), SECTOR_BITMAP_BLOCK_SIZE));
-    }
-  }
+  // Sector bitmaps (differencing only): whole 1 MiB blocks, read through the log overlay when first
+  // needed. Each lies inside the file (checked with its entry), so one is never larger than the file.
+  const bad = new Set(checked.problems.map((p) => p.chunk).filter((c) => c !== undefined));
+  const sectorBitmaps = new SectorBitmaps(bat, (chunk) => !bad.has(chunk), readMeta, Math.max(1, Math.floor(cacheBytes / 2 / SECTOR_BITMAP_BLOCK_SIZE)));
 
   return {
     creator,
@@ -242,6 +260,7 @@ export async function openLayout(backend: Backend, options: OpenLayoutOptions = 
     geometry,
     bat,
     used: checked.used,
+    allocatedBlocks: checked.allocatedBlocks,
     logState,
     overlay,
     fileSize,

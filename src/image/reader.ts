@@ -14,6 +14,7 @@ import {
 import { VhdxError } from '../format/errors.js';
 import { guidToString } from '../format/guid.js';
 import { READ_PIECE, readFully, type Backend } from '../io/backend.js';
+import { payloadEntryIndex } from '../format/bat.js';
 import type { LogState, OpenedLayout } from './open.js';
 import type { VhdxImage } from './image.js';
 
@@ -35,8 +36,11 @@ export interface ImageInfo {
   headerSequence: string;
   creator: string;
   fileSize: number;
-  /** Bytes of payload blocks that hold data in this file (fully or partially present). */
-  allocatedBytes: number;
+  /**
+   * Bytes of payload blocks that hold data in this file (fully or partially present). Null when the
+   * BAT is larger than its cache (counting would read all of it: `extents` walks it).
+   */
+  allocatedBytes: number | null;
   chunkRatio: number;
   parentLocator: Record<string, string> | null;
   warnings: string[];
@@ -143,21 +147,31 @@ export abstract class ImageReader {
     return m.hasParent ? 'differencing' : m.leaveBlockAllocated ? 'fixed' : 'dynamic';
   }
 
-  /** Every byte range of the file in use: header section, log, regions, present blocks (sorted). */
+  /**
+   * Every byte range of the file in use: header section, log, regions, present blocks (sorted). Known
+   * when the whole BAT was judged at open (it fits the cache, or the image is writable); otherwise
+   * UNSUPPORTED (`check` scans a table of any size).
+   */
   usedRanges(): { start: number; end: number; what: string }[] {
-    return [...this.layout.used].sort((a, b) => a.start - b.start);
+    const used = this.layout.used;
+    if (!used) throw new VhdxError('UNSUPPORTED', 'the BAT is larger than its cache and was not scanned at open: used ranges are unknown (see batCacheBytes)', { file: this.backend.name });
+    return [...used].sort((a, b) => a.start - b.start);
   }
 
   get warnings(): readonly string[] {
     return this.layout.warnings;
   }
 
+  /** What the image is. Never reads the file: `allocatedBytes` is null when the BAT is not all in memory. */
   info(): ImageInfo {
     const { header, metadata, geometry } = this.layout;
-    let allocatedBlocks = 0;
-    for (let b = 0; b < geometry.payloadBlocks; b++) {
-      const s = this.layout.bat.blockState(b);
-      if (s === PAYLOAD_BLOCK_FULLY_PRESENT || s === PAYLOAD_BLOCK_PARTIALLY_PRESENT) allocatedBlocks++;
+    let allocatedBlocks: number | null = null;
+    if (this.layout.bat.isResident) {
+      allocatedBlocks = 0;
+      for (let b = 0; b < geometry.payloadBlocks; b++) {
+        const s = this.layout.bat.blockState(b);
+        if (s === PAYLOAD_BLOCK_FULLY_PRESENT || s === PAYLOAD_BLOCK_PARTIALLY_PRESENT) allocatedBlocks++;
+      }
     }
     return {
       type: this.type,
@@ -176,7 +190,7 @@ export abstract class ImageReader {
       headerSequence: this.layout.headerWriter.header.sequenceNumber.toString(),
       creator: this.layout.creator,
       fileSize: this.fileSize,
-      allocatedBytes: allocatedBlocks * metadata.blockSize,
+      allocatedBytes: allocatedBlocks === null ? null : allocatedBlocks * metadata.blockSize,
       chunkRatio: geometry.chunkRatio,
       parentLocator: metadata.parentLocator ? Object.fromEntries(metadata.parentLocator.entries.map((e) => [e.key, e.value])) : null,
       warnings: [...this.layout.warnings],
@@ -201,11 +215,75 @@ export abstract class ImageReader {
 
   /**
    * The allocation map of [offset, offset + length): runs of equal kind and state, `data` runs merged
-   * only where their file offsets are contiguous.
+   * only where their file offsets are contiguous. A BAT read lazily is walked a page at a time.
    */
-  extents(offset = 0, length = this.virtualSize - offset): Extent[] {
-    this.checkRange(offset, length);
+  async extents(offset = 0, length = this.virtualSize - offset): Promise<Extent[]> {
     const out: Extent[] = [];
+    for await (const e of this.walk(offset, length)) out.push(e);
+    return out;
+  }
+
+  /**
+   * `extents` as a stream, in order: the BAT is visited a page at a time (pinned while it is read) and
+   * each extent is yielded once the next one cannot extend it, so memory does not grow with the disk.
+   * With `resolved`, runs served by the parent are replaced by the parent's own (see `resolvedExtents`).
+   */
+  async *walk(offset = 0, length = this.virtualSize - offset, options: { resolved?: boolean } = {}): AsyncGenerator<Extent> {
+    this.checkRange(offset, length);
+    const { bat } = this.layout;
+    const blockSize = this.blockSize;
+    const end = offset + length;
+    let pending: Extent[] = [];
+    for (let position = offset; position < end; ) {
+      const firstBlock = Math.floor(position / blockSize);
+      const stop = Math.min(end, (firstBlock + bat.blocksPerPin) * blockSize);
+      const lastBlock = Math.ceil(stop / blockSize) - 1;
+      const release = await bat.pinBlocks(firstBlock, lastBlock);
+      try {
+        const bitmaps = await this.bitmapsOf(firstBlock, lastBlock);
+        this.extentsNow(position, stop - position, pending, (chunk) => bitmaps.get(chunk));
+      } finally {
+        release();
+      }
+      position = stop;
+      // All but the last are final (the last may continue into the next group).
+      const last = position < end ? pending.pop() : undefined;
+      for (const e of pending) yield* this.resolve(e, options.resolved ?? false);
+      pending = last ? [last] : [];
+    }
+    for (const e of pending) yield* this.resolve(e, options.resolved ?? false);
+  }
+
+  private async *resolve(e: Extent, resolved: boolean): AsyncGenerator<Extent> {
+    if (!resolved) {
+      yield e;
+    } else if (e.kind === 'parent' && this.attached) {
+      for await (const p of this.attached.walk(e.offset, e.length, { resolved: true })) yield { ...p, layer: (p.layer ?? 0) + 1 };
+    } else {
+      yield { ...e, layer: 0 };
+    }
+  }
+
+  /** Differencing disks: the sector bitmaps the partially present blocks among [first, last] need (their BAT entries resident). */
+  private async bitmapsOf(first: number, last: number): Promise<Map<number, Uint8Array>> {
+    const bitmaps = new Map<number, Uint8Array>();
+    if (!this.layout.metadata.hasParent) return bitmaps;
+    const { bat, geometry } = this.layout;
+    for (let block = first; block <= last; block++) {
+      const chunk = Math.floor(block / geometry.chunkRatio);
+      if (bat.blockState(block) !== PAYLOAD_BLOCK_PARTIALLY_PRESENT || bitmaps.has(chunk)) continue;
+      const bitmap = await this.layout.sectorBitmaps.get(chunk);
+      if (bitmap) bitmaps.set(chunk, bitmap);
+    }
+    return bitmaps;
+  }
+
+  /**
+   * The extents of [offset, offset + length) appended to `out`, synchronously: the BAT entries of the
+   * range must be resident, and `bitmap` must give the sector bitmap of every partially present block's
+   * chunk (undefined: it is not present, which is BAD_BAT).
+   */
+  private extentsNow(offset: number, length: number, out: Extent[], bitmap: (chunk: number) => Uint8Array | undefined): void {
     const blockSize = this.blockSize;
     let position = offset;
     const end = offset + length;
@@ -216,7 +294,7 @@ export abstract class ImageReader {
       const c = this.classify(block);
       if (c.state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
         // Runs of sectors: bit set -> this file, clear -> the parent (§7.6 step 4).
-        for (const r of this.bitmapRuns(block, inBlock, run)) {
+        for (const r of this.bitmapRuns(bitmap(Math.floor(block / this.layout.geometry.chunkRatio)), block, inBlock, run)) {
           push(out, r.present ? 'data' : 'parent', c.state, position + r.start - inBlock, r.length, r.present ? c.fileOffset + r.start : undefined);
         }
       } else {
@@ -224,18 +302,37 @@ export abstract class ImageReader {
       }
       position += run;
     }
-    return out;
+  }
+
+  /**
+   * `extents` done synchronously when everything it needs (BAT pages, sector bitmaps) is in memory now,
+   * else null: for callers that answer at once when they can (the NBD server's small reads).
+   */
+  extentsIfResident(offset: number, length: number): Extent[] | null {
+    this.checkRange(offset, length);
+    const { bat, geometry } = this.layout;
+    const firstBlock = Math.floor(offset / this.blockSize);
+    const lastBlock = Math.max(firstBlock, Math.ceil((offset + length) / this.blockSize) - 1);
+    if (!bat.resident(payloadEntryIndex(firstBlock, geometry.chunkRatio), payloadEntryIndex(lastBlock, geometry.chunkRatio))) return null;
+    let missing = false;
+    const out: Extent[] = [];
+    this.extentsNow(offset, length, out, (chunk) => {
+      const bitmap = this.layout.sectorBitmaps.peek(chunk);
+      if (!bitmap) missing = true;
+      return bitmap ?? new Uint8Array(0);
+    });
+    return missing ? null : out;
   }
 
   /**
    * Runs of equal presence in the sector bitmap for [inBlock, inBlock + length) of a partially present
    * block: `start` is relative to the block. Offsets inside a sector belong to that sector.
    */
-  private *bitmapRuns(block: number, inBlock: number, length: number): Generator<{ start: number; length: number; present: boolean }> {
+  private *bitmapRuns(bitmap: Uint8Array | undefined, block: number, inBlock: number, length: number): Generator<{ start: number; length: number; present: boolean }> {
     const { chunkRatio } = this.layout.geometry;
     const sector = this.logicalSectorSize;
-    const bitmap = this.layout.sectorBitmaps.get(Math.floor(block / chunkRatio));
     if (!bitmap) throw new VhdxError('BAD_BAT', `block ${block} is partially present but its sector bitmap is not`, { file: this.backend.name });
+    if (bitmap.length === 0) return; // extentsIfResident's placeholder: the caller gives up
     const firstBit = (block % chunkRatio) * (this.blockSize / sector);
     const end = inBlock + length;
     let start = inBlock;
@@ -263,11 +360,22 @@ export abstract class ImageReader {
    * Like `extents`, but runs served by the parent are replaced by the parent's own (resolved) extents,
    * each tagged with the `layer` that serves it; a `parent` run remains only where no parent is attached.
    */
-  resolvedExtents(offset = 0, length = this.virtualSize - offset, layer = 0): Extent[] {
+  async resolvedExtents(offset = 0, length = this.virtualSize - offset): Promise<Extent[]> {
     const out: Extent[] = [];
-    for (const e of this.extents(offset, length)) {
+    for await (const e of this.walk(offset, length, { resolved: true })) out.push(e);
+    return out;
+  }
+
+  /** `resolvedExtents` done synchronously when every layer has what it needs in memory, else null. */
+  private resolvedExtentsIfResident(offset: number, length: number, layer = 0): Extent[] | null {
+    const own = this.extentsIfResident(offset, length);
+    if (!own) return null;
+    const out: Extent[] = [];
+    for (const e of own) {
       if (e.kind === 'parent' && this.attached) {
-        for (const p of this.attached.resolvedExtents(e.offset, e.length, layer + 1)) out.push(p);
+        const theirs = this.attached.resolvedExtentsIfResident(e.offset, e.length, layer + 1);
+        if (!theirs) return null;
+        out.push(...theirs);
       } else {
         out.push({ ...e, layer });
       }
@@ -282,9 +390,9 @@ export abstract class ImageReader {
    * extents, or a log applied in memory (read-only open of a dirty image) changes some of its bytes.
    * The file may still end inside the range (a block cut short reads as zeros past it).
    */
-  storedAt(offset: number, length: number): { backend: Backend; fileOffset: number } | null {
+  async storedAt(offset: number, length: number): Promise<{ backend: Backend; fileOffset: number } | null> {
     this.checkRange(offset, length);
-    const plan = this.readPlan(offset, length);
+    const plan = await this.readPlan(offset, length);
     const only = plan.length === 1 ? plan[0]! : null;
     return only?.kind === 'file' && only.layer === 0 ? { backend: only.backend, fileOffset: only.fileOffset } : null;
   }
@@ -294,11 +402,16 @@ export abstract class ImageReader {
    * or zeros, through the whole chain. What `readInto` does, laid out for consumers that move the bytes
    * themselves: kernel copies (`convertToRaw`), synchronous small reads (`readIntoSync`, the NBD server).
    */
-  readPlan(offset = 0, length = this.virtualSize - offset): PlannedRange[] {
+  async readPlan(offset = 0, length = this.virtualSize - offset): Promise<PlannedRange[]> {
     this.assertOpen();
+    return this.planOf(await this.resolvedExtents(offset, length));
+  }
+
+  /** Resolved extents turned into a read plan. */
+  private planOf(extents: Extent[]): PlannedRange[] {
     const chain = this.chain();
     const plan: PlannedRange[] = [];
-    for (const e of this.resolvedExtents(offset, length)) {
+    for (const e of extents) {
       const at = { offset: e.offset, length: e.length, layer: e.layer! };
       const layer = chain[e.layer!]!;
       const range: PlannedRange =
@@ -326,9 +439,9 @@ export abstract class ImageReader {
    * caller then uses `readInto`). For small reads answered at once (the NBD server's).
    */
   readIntoSync(target: Uint8Array, offset: number): boolean {
-    if (!this.backend.readSync) return this.readPlanSync(target, offset);
     this.assertOpen();
     this.checkRange(offset, target.length);
+    if (!this.backend.readSync) return this.readPlanSync(target, offset);
     // Inside one fully present block (every small read of allocated data): the one-run plan, without
     // building it (as `readInto` does).
     const fileOffset = this.inPresentBlock(offset, target.length);
@@ -345,7 +458,9 @@ export abstract class ImageReader {
   }
 
   private readPlanSync(target: Uint8Array, offset: number): boolean {
-    const plan = this.readPlan(offset, target.length);
+    const extents = this.resolvedExtentsIfResident(offset, target.length);
+    if (!extents) return false; // a BAT page or sector bitmap is not in memory: readInto reads it
+    const plan = this.planOf(extents);
     if (plan.some((r) => r.kind === 'image' || (r.kind === 'file' && !r.backend.readSync))) return false;
     for (const r of plan) {
       const piece = target.subarray(r.offset - offset, r.offset - offset + r.length);
@@ -390,7 +505,7 @@ export abstract class ImageReader {
       return;
     }
     let done = 0;
-    for (const extent of this.extents(offset, target.length)) {
+    for (const extent of await this.extents(offset, target.length)) {
       const piece = target.subarray(done, done + extent.length);
       if (extent.kind === 'data') {
         const got = await readFully(this.backend, piece, extent.fileOffset!);
@@ -431,7 +546,13 @@ export abstract class ImageReader {
     const blockSize = this.layout.metadata.blockSize;
     const block = Math.floor(offset / blockSize);
     const inBlock = offset - block * blockSize;
-    if (length === 0 || inBlock + length > blockSize || this.layout.bat.blockState(block) !== PAYLOAD_BLOCK_FULLY_PRESENT) return null;
+    if (length === 0 || inBlock + length > blockSize) return null;
+    const { bat } = this.layout;
+    if (!bat.isResident) {
+      const index = payloadEntryIndex(block, this.layout.geometry.chunkRatio);
+      if (!bat.resident(index, index)) return null;
+    }
+    if (bat.blockState(block) !== PAYLOAD_BLOCK_FULLY_PRESENT) return null;
     return this.layout.bat.blockOffset(block) + inBlock;
   }
 

@@ -212,7 +212,7 @@ export class Transmission {
     // Runs of data and of zeros (holes are sent as OFFSET_HOLE chunks unless the client said DF).
     const runs: { offset: number; length: number; hole: boolean }[] = [];
     const df = (request.flags & P.NBD_CMD_FLAG.DF) !== 0;
-    for (const e of image.extents(offset, length)) {
+    for (const e of await image.extents(offset, length)) {
       const hole = !df && (e.kind === 'zero' || e.kind === 'unallocated');
       const last = runs[runs.length - 1];
       if (last && last.hole === hole) last.length += e.length;
@@ -248,8 +248,8 @@ export class Transmission {
     if (flags & ~allowedFlags(P.NBD_CMD.READ, this.negotiated.structured)) return false;
     if (!(offset <= image.virtualSize && length <= image.virtualSize - offset)) return false;
     if (this.negotiated.structured) {
-      const extents = image.extents(offset, length);
-      if (extents.length !== 1 || extents[0]!.kind !== 'data') return false;
+      const extents = image.extentsIfResident(offset, length);
+      if (!extents || extents.length !== 1 || extents[0]!.kind !== 'data') return false;
     }
     const header = this.negotiated.structured ? P.encodeDataChunkHeader(P.NBD_REPLY_FLAG_DONE, handle, offset, length) : P.encodeSimpleReply(0, handle);
     const reply = Buffer.allocUnsafe(header.length + length);
@@ -279,11 +279,11 @@ export class Transmission {
     this.shared.totals.bytesRead += bytesRead;
   }
 
-  private blockStatus(request: P.Request): void {
+  private async blockStatus(request: P.Request): Promise<void> {
     if (!this.negotiated.structured || !this.negotiated.baseAllocation) throw new RequestError(P.NBD_ERRNO.EINVAL, 'no metadata context was negotiated');
     if (request.length === 0) throw new RequestError(P.NBD_ERRNO.EINVAL, 'block status of an empty range');
     const descriptors: P.StatusDescriptor[] = [];
-    for (const e of this.shared.image.extents(request.offset, request.length)) {
+    for (const e of await this.shared.image.extents(request.offset, request.length)) {
       const flags = e.kind === 'zero' || e.kind === 'unallocated' ? P.NBD_STATE_HOLE | P.NBD_STATE_ZERO : 0;
       const last = descriptors[descriptors.length - 1];
       if (last && last.flags === flags) last.length += e.length;

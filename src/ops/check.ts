@@ -109,16 +109,17 @@ async function inspect(backend: Backend): Promise<CheckReport> {
     findings.push(finding);
   }
   // Space a bad entry points at is referenced (badly): it is reported with the entry, not as a leak.
-  const referenced: { start: number; end: number }[] = [...layout.used];
+  const used = layout.used ?? []; // collectBatProblems: the whole table was inspected
+  const referenced: { start: number; end: number }[] = [...used];
   for (const p of layout.batProblems) {
     if (p.block === undefined) continue;
-    const offset = layout.bat.blockOffset(p.block);
+    const offset = await layout.bat.blockOffsetOf(p.block);
     if (offset >= HEADER_SECTION_SIZE && offset < fileSize) referenced.push({ start: offset, end: Math.min(offset + blockSize, fileSize) });
   }
   // Space below the first block is layout padding, not a leak: QEMU leaves a gap between its metadata
   // and its first block, and its fixed images preallocate the whole payload area but mark every block
   // ZERO (new blocks then go after it). Writers may still allocate there.
-  const firstBlock = layout.used.reduce((m, r) => (r.block !== undefined || r.chunk !== undefined ? Math.min(m, r.start) : m), Infinity);
+  const firstBlock = used.reduce((m, r) => (r.block !== undefined || r.chunk !== undefined ? Math.min(m, r.start) : m), Infinity);
   for (const leak of unreferenced(referenced, fileSize)) {
     if (leak.start < firstBlock) continue;
     const trailing = leak.end === fileSize && leak.start >= lastUsedEnd(referenced);

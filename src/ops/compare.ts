@@ -72,15 +72,15 @@ export async function compareDisks(a: DiskSource, b: DiskSource, options: Compar
   };
 
   /** [offset, offset + length) of `source` reads as zeros without reading it (past its end always does). */
-  const knownZero = (source: DiskSource, offset: number, length: number): boolean => {
+  const knownZero = async (source: DiskSource, offset: number, length: number): Promise<boolean> => {
     if (offset >= source.size) return true;
     return source.knownZero(offset, Math.min(length, source.size - offset));
   };
   const unitEnd = (offset: number): number => Math.min((Math.floor(offset / UNIT) + 1) * UNIT, total);
-  const zone = (offset: number): Zone => {
+  const zone = async (offset: number): Promise<Zone> => {
     const length = unitEnd(offset) - offset;
-    const za = knownZero(a, offset, length);
-    const zb = knownZero(b, offset, length);
+    const za = await knownZero(a, offset, length);
+    const zb = await knownZero(b, offset, length);
     return za ? (zb ? 'both-zero' : 'a-zero') : zb ? 'b-zero' : 'data';
   };
   /** Fills `target` with `source` at `offset`, zeros past its end (a VHDX image refuses reads past its end). */
@@ -95,14 +95,14 @@ export async function compareDisks(a: DiskSource, b: DiskSource, options: Compar
   let position = 0;
   options.onProgress?.(0, total);
   while (position < total) {
-    const kind = zone(position);
+    const kind = await zone(position);
     if (kind === 'both-zero') {
       // Gallop: double the probed run while both sides still know it is zero, so a long hole costs a
       // handful of extent-map walks rather than one per unit.
       let length = unitEnd(position) - position;
       while (position + length < total) {
         const next = Math.min(length * 2, total - position);
-        if (!knownZero(a, position, next) || !knownZero(b, position, next)) break;
+        if (!(await knownZero(a, position, next)) || !(await knownZero(b, position, next))) break;
         length = next;
       }
       position += length;
@@ -110,7 +110,7 @@ export async function compareDisks(a: DiskSource, b: DiskSource, options: Compar
       continue;
     }
     let end = unitEnd(position);
-    while (end < total && end - position < chunkSize && zone(end) === kind) end = unitEnd(end);
+    while (end < total && end - position < chunkSize && (await zone(end)) === kind) end = unitEnd(end);
     const length = end - position;
     let at: number;
     if (kind === 'a-zero') {

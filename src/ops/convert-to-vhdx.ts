@@ -47,7 +47,7 @@ export async function convertToVhdx(source: DiskSource, output: Backend, options
     for (let offset = 0, block = 0; offset < virtualSize; offset += blockSize, block++) {
       options.signal?.throwIfAborted();
       const length = Math.min(blockSize, virtualSize - offset);
-      if (!source.knownZero(offset, length)) {
+      if (!(await source.knownZero(offset, length))) {
         await image.copyBlockFrom(block, length, (target, inBlock) => source.read(target, offset + inBlock), { piece, isZero: isAllZero, presentIsZero });
       }
       options.onProgress?.(offset + length, virtualSize);

@@ -1,7 +1,7 @@
 /** Whole-disk copy of a VHDX image to a raw image. */
 import { copyBuffer } from './buffers.js';
 import type { Backend } from '../io/backend.js';
-import type { VhdxImage } from '../image/image.js';
+import type { PlannedRange, VhdxImage } from '../image/image.js';
 
 /** Where raw bytes go: a positional file (holes stay holes) or a stream that must receive every byte. */
 export type RawOutput =
@@ -55,7 +55,9 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
     if ((await output.backend.size()) !== 0) await output.backend.truncate(0);
     await output.backend.truncate(total);
   }
-  for (const range of image.readPlan()) {
+  // The plan a window at a time: its length grows with the extents of the window, not of the disk.
+  const window = Math.max(image.blockSize, PLAN_WINDOW - (PLAN_WINDOW % image.blockSize));
+  for await (const range of planWindows(image, window)) {
     const hasData = range.kind !== 'zero';
     if (!hasData && output.kind === 'file') {
       done += range.length;
@@ -102,4 +104,13 @@ export async function convertToRaw(image: VhdxImage, output: RawOutput, options:
     }
   }
   await pending;
+}
+
+/** Virtual bytes whose read plan is made at once (the rest follows, window by window). */
+const PLAN_WINDOW = 16 * 1024 * 1024 * 1024;
+
+async function* planWindows(image: VhdxImage, window: number): AsyncGenerator<PlannedRange> {
+  for (let offset = 0; offset < image.virtualSize; offset += window) {
+    yield* await image.readPlan(offset, Math.min(window, image.virtualSize - offset));
+  }
 }

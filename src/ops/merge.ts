@@ -52,7 +52,7 @@ export async function mergeIntoParent(child: VhdxImage, options: MergeOptions = 
   let copied = 0;
   let zeroed = 0;
   const total = child.virtualSize;
-  for (const extent of child.extents()) {
+  for await (const extent of child.walk()) {
     options.signal?.throwIfAborted();
     if (extent.kind === 'parent') {
       options.onProgress?.(extent.offset + extent.length, total);

@@ -11,7 +11,6 @@
  *     space inside the file is reclaimed by moving the last blocks into it.
  *  5. After the log is closed clean, the unreferenced tail of the file is cut off.
  */
-import { PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_PARTIALLY_PRESENT } from '../format/bat.js';
 import { MiB } from '../format/bytes.js';
 import { REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET, REGION_TABLE_SIZE } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
@@ -80,7 +79,7 @@ export async function repair(backend: Backend, before: CheckReport): Promise<{ r
     const fileSize = await backend.size();
     let end = fileSize;
     for (const p of cutShort) {
-      const offset = layout.bat.blockOffset(p.block!);
+      const offset = await layout.bat.blockOffsetOf(p.block!);
       end = Math.max(end, offset + blockSize);
       const missingFrom = p.block! * blockSize + (fileSize - offset);
       const blockEnd = Math.min((p.block! + 1) * blockSize, virtualDiskSize);
@@ -126,11 +125,8 @@ export async function repair(backend: Backend, before: CheckReport): Promise<{ r
 async function compact(backend: Backend, repairs: Repair[]): Promise<void> {
   const layout = await openLayout(backend, { readOnly: false, collectBatProblems: true });
   const writer = blockRepairs(backend, layout);
-  const present: { block: number; offset: number }[] = [];
-  for (let block = 0; block < layout.geometry.payloadBlocks; block++) {
-    const state = layout.bat.blockState(block);
-    if (state === PAYLOAD_BLOCK_FULLY_PRESENT || state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) present.push({ block, offset: layout.bat.blockOffset(block) });
-  }
+  // Every present block, from the inspection of the whole table (bad entries are not among them).
+  const present = (layout.used ?? []).filter((r) => r.block !== undefined).map((r) => ({ block: r.block!, offset: r.start }));
   present.sort((a, b) => b.offset - a.offset);
   let moved = 0;
   for (const { block, offset } of present) {
@@ -144,10 +140,13 @@ async function compact(backend: Backend, repairs: Repair[]): Promise<void> {
 }
 
 async function trimTail(backend: Backend, repairs: Repair[]): Promise<void> {
-  const final = await openLayout(backend, { readOnly: true });
+  const final = await openLayout(backend, { readOnly: true, collectBatProblems: true }); // every used range
+  const unrepaired = final.batProblems[0];
+  if (unrepaired) throw new VhdxError(unrepaired.code, unrepaired.message, { file: backend.name, offset: unrepaired.entryOffset });
+  const used = final.used ?? [];
   // An image without blocks keeps its tail: it is preallocation (QEMU's fixed images), not a leak.
-  if (!final.used.some((r) => r.block !== undefined)) return;
-  const end = Math.ceil(lastUsedEnd(final.used) / MiB) * MiB;
+  if (!used.some((r) => r.block !== undefined)) return;
+  const end = Math.ceil(lastUsedEnd(used) / MiB) * MiB;
   const size = await backend.size();
   if (size > end) {
     await backend.truncate(end);

@@ -8,7 +8,7 @@ export interface DiskSource {
   /** Fills `target` with the bytes at `offset` (zeros past the end). Sequential sources need increasing offsets. */
   read(target: Uint8Array, offset: number): Promise<void>;
   /** True when [offset, offset + length) is known to read as zeros without reading it. */
-  knownZero(offset: number, length: number): boolean;
+  knownZero(offset: number, length: number): boolean | Promise<boolean>;
 }
 
 /** A raw image in a backend. Holes are found by reading (zero pages are cheap to read). */
@@ -28,8 +28,10 @@ export function vhdxSource(image: VhdxImage): DiskSource {
   return {
     size: image.virtualSize,
     read: (target, offset) => image.readInto(target, offset),
-    knownZero(offset, length) {
-      return image.resolvedExtents(offset, length).every((e) => e.kind === 'zero' || e.kind === 'unallocated');
+    async knownZero(offset, length) {
+      // Walked, not listed: the first run that holds data ends it (a long range costs one BAT walk at most).
+      for await (const e of image.walk(offset, length, { resolved: true })) if (e.kind !== 'zero' && e.kind !== 'unallocated') return false;
+      return true;
     },
   };
 }

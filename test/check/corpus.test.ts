@@ -94,7 +94,7 @@ describe('check and repair on damaged images', () => {
           const want = expectedAfterRepair(c, content);
           const diff = got.findIndex((b, i) => b !== want[i]);
           assert.equal(diff, -1, `first wrong byte at virtual offset ${diff}`);
-          const beyond = image.extents(DATA_SPAN, VIRTUAL_SIZE - DATA_SPAN);
+          const beyond = (await image.extents(DATA_SPAN, VIRTUAL_SIZE - DATA_SPAN));
           assert.ok(beyond.every((e) => e.kind !== 'data'), 'nothing allocated past the written span');
         } finally {
           await image.close();

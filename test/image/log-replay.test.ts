@@ -101,7 +101,7 @@ describe('active sequence discovery (§8.6, §8.7)', () => {
     placeEntry(bytes, 64 * 1024, entry(9n, 64 * 1024, logGuid, batSector(bytes, 2, PAYLOAD_BLOCK_FULLY_PRESENT, spare[1]!), bytes.length));
     placeEntry(bytes, 128 * 1024, entry(50n, 128 * 1024, randomGuid(), batSector(bytes, 3, PAYLOAD_BLOCK_FULLY_PRESENT, spare[2]!), bytes.length));
     const image = await openBytes(bytes);
-    assert.deepEqual(image.extents().map((e) => e.kind), ['data', 'unallocated', 'data', 'unallocated']);
+    assert.deepEqual((await image.extents()).map((e) => e.kind), ['data', 'unallocated', 'data', 'unallocated']);
   });
 
   test('a torn head (bad checksum) leaves the earlier complete entries in force', async () => {
@@ -114,7 +114,7 @@ describe('active sequence discovery (§8.6, §8.7)', () => {
     torn[5000] = torn[5000]! ^ 0xff; // the data sector was only partly written
     placeEntry(bytes, first.length, torn);
     const image = await openBytes(bytes);
-    assert.deepEqual(image.extents().map((e) => e.state), ['fully-present', 'not-present', 'zero']);
+    assert.deepEqual((await image.extents()).map((e) => e.state), ['fully-present', 'not-present', 'zero']);
   });
 
   test('only the entries from the head\'s tail onwards are replayed', async () => {
@@ -127,7 +127,7 @@ describe('active sequence discovery (§8.6, §8.7)', () => {
     placeEntry(bytes, e1.length, entry(2n, e1.length, logGuid, batSector(bytes, 3, PAYLOAD_BLOCK_FULLY_PRESENT, dataAt), bytes.length));
     const image = await openBytes(bytes);
     // e1 is not replayed, but e2 carries the whole BAT sector as it stands (block 0 present).
-    assert.deepEqual(image.extents().map((e) => e.kind), ['data', 'unallocated', 'data']);
+    assert.deepEqual((await image.extents()).map((e) => e.kind), ['data', 'unallocated', 'data']);
   });
 
   test('LogGuid set but no complete entry: opens clean with a warning, or BAD_LOG when strict', async () => {
@@ -136,7 +136,7 @@ describe('active sequence discovery (§8.6, §8.7)', () => {
     const image = await openBytes(bytes);
     assert.equal(image.info().logState, 'uncommitted');
     assert.ok(image.warnings.some((w) => /no complete entry sequence/.test(w)));
-    assert.deepEqual(image.extents().map((e) => e.kind), ['data', 'unallocated']);
+    assert.deepEqual((await image.extents()).map((e) => e.kind), ['data', 'unallocated']);
     await expectCode(VhdxImage.open(new MemoryBackend(bytes, { readOnly: true }), { strictLog: true }), 'BAD_LOG');
     // A writable open repairs it: LogGuid cleared.
     const backend = new MemoryBackend(bytes.slice());

@@ -46,7 +46,7 @@ function stepArb(size: number, blockSize: number): fc.Arbitrary<Step> {
 
 /** Whole-disk check without reading holes: zero and unallocated extents must be zero in the model. */
 async function checkAll(image: VhdxImage, model: Uint8Array): Promise<void> {
-  for (const e of image.extents()) {
+  for (const e of (await image.extents())) {
     const want = model.subarray(e.offset, e.offset + e.length);
     if (e.kind === 'data') assert.ok(equal(await image.read(e.offset, e.length), want), `data extent at ${e.offset} differs from the model`);
     else assert.ok(want.every((b) => b === 0), `${e.kind} extent at ${e.offset} should hold data per the model`);

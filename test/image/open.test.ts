@@ -45,7 +45,7 @@ describe('open and read built images', () => {
   test('extents describe data, holes and file offsets', async () => {
     const bytes = await built({ virtualSize: SIZE, blockSize: MiB, writes });
     const image = await openBytes(bytes);
-    const extents = image.extents();
+    const extents = (await image.extents());
     assert.deepEqual(
       extents.map((e) => [e.offset, e.length, e.kind]),
       [
@@ -82,7 +82,7 @@ describe('open and read built images', () => {
     assert.ok(got.subarray(0, 4 * MiB).every((b) => b === 0));
     assert.deepEqual(got.subarray(4 * MiB), all[0]!.data.subarray(4 * MiB));
     assert.deepEqual(
-      image.extents().map((e) => [e.state, e.length]),
+      (await image.extents()).map((e) => [e.state, e.length]),
       [['zero', MiB], ['unmapped', 2 * MiB], ['undefined', MiB], ['fully-present', MiB]],
     );
   });

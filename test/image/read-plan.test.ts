@@ -36,7 +36,7 @@ async function checkPlans(top: VhdxImage, layers: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
     const offset = Math.floor(random() * (size - 1));
     const length = 1 + Math.floor(random() * Math.min(3 * MiB, size - offset - 1));
-    const plan = top.readPlan(offset, length);
+    const plan = (await top.readPlan(offset, length));
     let at = offset;
     for (const r of plan) {
       assert.equal(r.offset, at, 'runs are contiguous and in order');
@@ -59,7 +59,7 @@ describe('read plan', () => {
     await disk.write(MiB + 100, patternBytes(2 * MiB, 1));
     await disk.write(9 * MiB, patternBytes(4096, 2));
     await disk.writeZeroes(12 * MiB, MiB);
-    const plan = disk.readPlan();
+    const plan = (await disk.readPlan());
     assert.deepEqual(
       plan.map((r) => [r.offset / MiB, r.length / MiB, r.kind]),
       [[0, 1, 'zero'], [1, 3, 'file'], [4, 5, 'zero'], [9, 1, 'file'], [10, 6, 'zero']],
@@ -85,7 +85,7 @@ describe('read plan', () => {
     const child = await image(childBackend, { parent });
     await child.write(512, patternBytes(1024, 4)); // partially present: sectors 1-2 of block 0
     await child.write(2 * MiB + 4096, patternBytes(MiB, 5)); // spans blocks 2 and 3
-    const head = child.readPlan(0, 4096);
+    const head = (await child.readPlan(0, 4096));
     assert.deepEqual(
       head.map((r) => [r.offset, r.length, r.kind, r.layer]),
       [[0, 512, 'file', 1], [512, 1024, 'file', 0], [1536, 2560, 'file', 1]],

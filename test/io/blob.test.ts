@@ -78,7 +78,7 @@ describe('BlobBackend', () => {
     assert.deepEqual(blobInfo, memoryInfo);
     assert.equal(fileWriteGuid, f2);
     assert.equal(dataWriteGuid, d2);
-    assert.deepEqual(image.extents(), memory.extents());
+    assert.deepEqual((await image.extents()), (await memory.extents()));
     for (const w of writes) {
       for (const [offset, length] of [
         [w.offset, w.data.length],

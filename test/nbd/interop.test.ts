@@ -31,7 +31,7 @@ async function ourMap(file: string): Promise<[number, number, number][]> {
   const image = await openImage(file);
   try {
     const out: [number, number, number][] = [];
-    for (const e of image.extents()) {
+    for (const e of (await image.extents())) {
       const type = e.kind === 'data' ? 0 : 3;
       const last = out[out.length - 1];
       if (last && last[2] === type) last[1] += e.length;
@@ -178,9 +178,9 @@ describe('vhdx serve with real NBD clients', { timeout: 90_000 }, () => {
       assert.equal(reopened.info().logState, 'empty');
       const all = await reopened.read(0, SIZE);
       assert.ok(sameBytes(all, modelBytes(model, 0, SIZE)));
-      assert.equal(reopened.extents(2 * MiB, MiB)[0]!.kind, 'data');
-      assert.notEqual(reopened.extents(3 * MiB, MiB)[0]!.kind, 'data');
-      assert.notEqual(reopened.extents(31 * MiB, MiB)[0]!.kind, 'data');
+      assert.equal((await reopened.extents(2 * MiB, MiB))[0]!.kind, 'data');
+      assert.notEqual((await reopened.extents(3 * MiB, MiB))[0]!.kind, 'data');
+      assert.notEqual((await reopened.extents(31 * MiB, MiB))[0]!.kind, 'data');
     } finally {
       await reopened.close();
     }

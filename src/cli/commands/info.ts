@@ -27,7 +27,7 @@ vhdx info checkpoint.avhdx --chain   # the child and every parent
         if (values.json) return await printJson(chain);
         const lines = chain.map((l, depth) => {
           const linkage = l.parentLocator ? `, parent_linkage ${l.parentLocator.parent_linkage}` : '';
-          return `${'  '.repeat(depth)}${depth === 0 ? '' : '└ '}${l.file}: ${l.type}, ${humanSize(l.virtualSize)}, ${humanSize(l.allocatedBytes)} allocated, DataWriteGuid {${l.dataWriteGuid.toLowerCase()}}${linkage}`;
+          return `${'  '.repeat(depth)}${depth === 0 ? '' : '└ '}${l.file}: ${l.type}, ${humanSize(l.virtualSize)}, ${l.allocatedBytes === null ? 'allocation not counted' : `${humanSize(l.allocatedBytes)} allocated`}, DataWriteGuid {${l.dataWriteGuid.toLowerCase()}}${linkage}`;
         });
         await writeStdout(lines.join('\n') + '\n');
         return;
@@ -39,7 +39,7 @@ vhdx info checkpoint.avhdx --chain   # the child and every parent
         ['type', i.type],
         ['virtual size', `${humanSize(i.virtualSize)} (${i.virtualSize} bytes)`],
         ['file size', `${humanSize(i.fileSize)} (${i.fileSize} bytes)`],
-        ['allocated', `${humanSize(i.allocatedBytes)} (${i.allocatedBytes} bytes)`],
+        ['allocated', i.allocatedBytes === null ? 'not counted: the BAT is larger than its cache (vhdx map walks it)' : `${humanSize(i.allocatedBytes)} (${i.allocatedBytes} bytes)`],
         ['block size', humanSize(i.blockSize)],
         ['logical sector size', `${i.logicalSectorSize} bytes`],
         ['physical sector size', `${i.physicalSectorSize} bytes`],

@@ -1,7 +1,7 @@
 import { openImage } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
-import { printJson, writeStdout, JSON_OPTION } from '../output.js';
+import { writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
 export const map: Command = {
@@ -21,20 +21,30 @@ vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
     try {
       // A differencing disk: which layer of the chain serves each run.
       const chain = image.chain();
-      const extents = chain.length > 1 ? image.resolvedExtents() : image.extents();
-      if (values.json) return await printJson(extents.map((e) => (e.layer === undefined ? e : { ...e, file: chain[e.layer]!.backend.name })));
-      // Offsets and lengths exactly, in hex; the size again in IEC units for reading at a glance.
       const layered = chain.length > 1;
-      const lines = [`${'offset'.padStart(16)} ${'length'.padStart(16)} ${'size'.padStart(10)}  ${'kind'.padEnd(11)} ${'state'.padEnd(17)} ${layered ? 'file offset'.padEnd(12) + ' layer' : 'file offset'}`];
-      for (const e of extents) {
-        const at = e.fileOffset === undefined ? '-' : hex(e.fileOffset).trim();
-        lines.push(
-          `${hex(e.offset)} ${hex(e.length)} ${humanSize(e.length).padStart(10)}  ${e.kind.padEnd(11)} ${e.state.padEnd(17)} ${layered ? `${at.padEnd(12)} ${e.layer}: ${chain[e.layer!]!.backend.name}` : at}`,
-        );
+      // Streamed: the BAT is walked a page at a time and each extent printed as it is known, in
+      // batches of output, so memory stays bounded whatever the disk's size.
+      const out = batched();
+      let count = 0;
+      let data = 0;
+      if (values.json) await out.add('[');
+      else {
+        await out.add(`${'offset'.padStart(16)} ${'length'.padStart(16)} ${'size'.padStart(10)}  ${'kind'.padEnd(11)} ${'state'.padEnd(17)} ${layered ? 'file offset'.padEnd(12) + ' layer' : 'file offset'}\n`);
       }
-      const data = extents.filter((e) => e.kind === 'data' && (e.layer ?? 0) === 0).reduce((n, e) => n + e.length, 0);
-      lines.push(`${extents.length} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in the file${layered ? ` (${file}), the rest from ${chain.length - 1} parent layer(s)` : ''}`);
-      await writeStdout(lines.join('\n') + '\n');
+      for await (const e of image.walk(0, image.virtualSize, { resolved: layered })) {
+        if (e.kind === 'data' && (e.layer ?? 0) === 0) data += e.length;
+        if (values.json) {
+          const shown = e.layer === undefined ? e : { ...e, file: chain[e.layer]!.backend.name };
+          await out.add(`${count === 0 ? '' : ','}\n  ${JSON.stringify(shown)}`);
+        } else {
+          const at = e.fileOffset === undefined ? '-' : hex(e.fileOffset).trim();
+          await out.add(`${hex(e.offset)} ${hex(e.length)} ${humanSize(e.length).padStart(10)}  ${e.kind.padEnd(11)} ${e.state.padEnd(17)} ${layered ? `${at.padEnd(12)} ${e.layer}: ${chain[e.layer!]!.backend.name}` : at}\n`);
+        }
+        count++;
+      }
+      if (values.json) await out.add(count === 0 ? ']\n' : '\n]\n');
+      else await out.add(`${count} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in the file${layered ? ` (${file}), the rest from ${chain.length - 1} parent layer(s)` : ''}\n`);
+      await out.flush();
     } finally {
       await image.close();
     }
@@ -43,4 +53,25 @@ vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
 
 function hex(n: number): string {
   return `0x${n.toString(16)}`.padStart(16);
+}
+
+/** Text for standard output gathered into writes of about 64 KiB. */
+function batched(): { add(text: string): Promise<void>; flush(): Promise<void> } {
+  let parts: string[] = [];
+  let size = 0;
+  const flush = async (): Promise<void> => {
+    if (parts.length === 0) return;
+    const text = parts.join('');
+    parts = [];
+    size = 0;
+    await writeStdout(text);
+  };
+  return {
+    async add(text) {
+      parts.push(text);
+      size += text.length;
+      if (size >= 64 * 1024) await flush();
+    },
+    flush,
+  };
 }

@@ -1,0 +1,230 @@
+/**
+ * Benchmark: images at the format's limit. A dynamic VHDX of 64 TiB with 1 MiB blocks has 64 Mi BAT
+ * entries (a 513 MiB BAT region); nothing a reader does with a few blocks should cost that much.
+ *
+ *   node dist/bench/scale.js [--quick] [--runs N] [--dir DIR]
+ *
+ * Images (made by `vhdx create`, blocks written through the library with sparse allocation, so the
+ * files hold little; not timed): an empty 64 TiB / 1 MiB-block image, the same with 10,000 blocks
+ * written at random (4 KiB each, seeded), the same 10,000-block pattern scaled to 1, 4 and 16 TiB, and
+ * a chain of 10 differencing images over an empty 64 TiB base (each child holds one written block).
+ *
+ * Measured, each a whole process unless said otherwise (best of N runs, the page cache warm: the
+ * files are read once before timing; peak RSS from the kernel's accounting of the child, `ru_maxrss`):
+ *   open + info      library: a child Node process opens the image read-only and calls info(); the
+ *                    time from before open to after info() is printed ("library-side"), and the
+ *                    whole process; `vhdx info IMG` and `qemu-img info IMG` as processes
+ *   4 KiB read       `vhdx read IMG --offset X --length 4096` vs `qemu-io -r -c 'read X 4096' IMG`,
+ *                    X a written block's offset (so both find data)
+ *   map, check       `vhdx map IMG --json` and `vhdx check IMG` at 1, 4, 16 and 64 TiB: seconds, and
+ *                    seconds per TiB of virtual disk (the BAT grows linearly with it), peak RSS;
+ *                    `qemu-img map --output=json` and `qemu-img check` beside them for reference
+ *   chain open       library: openImage(top of 10 layers) read-only, the whole chain attached
+ *
+ * Targets (issue 15): open + info of the empty and the 10,000-block image < 0.1 s library-side,
+ * < 0.2 s as a CLI process, peak RSS < 64 MB; the 4 KiB read <= 0.5x qemu-io's time; map and check
+ * < 128 MB peak RSS with seconds per TiB within 1.5x of each other across sizes; the 10-layer chain
+ * opens in < 0.5 s.
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { openImage } from '../src/node/paths.js';
+
+const TiB = 1024 ** 4;
+const MiB = 1024 * 1024;
+const CHILD = '--scale-child';
+
+interface Measured {
+  seconds: number;
+  rssMB: number;
+  stdout: string;
+}
+
+/** Runs a program, timed around the spawn; peak RSS of the child from the kernel (ru_maxrss via /usr/bin/time). */
+function measure(command: string, args: string[]): Measured {
+  const start = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', command, ...args], { encoding: 'utf8', maxBuffer: 512 * MiB, env: withoutCaCerts() });
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (r.error) throw new Error(`cannot run ${command}: ${r.error.message}`);
+  const lines = (r.stderr ?? '').trim().split('\n');
+  const rssKB = Number(lines[lines.length - 1]);
+  if (r.status !== 0 && !(command === 'qemu-img' && args[0] === 'check')) throw new Error(`${command} ${args.join(' ')} exited ${r.status}: ${lines.slice(0, -1).join('\n')}`);
+  return { seconds, rssMB: rssKB / 1024, stdout: r.stdout ?? '' };
+}
+
+/** As bin/vhdx starts the CLI: Node reads NODE_EXTRA_CA_CERTS at every start, and vhdx makes no TLS connection. */
+function withoutCaCerts(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS;
+  return env;
+}
+
+function best<T extends { seconds: number }>(runs: number, fn: () => T): T {
+  let out: T | null = null;
+  for (let i = 0; i < runs; i++) {
+    const r = fn();
+    if (!out || r.seconds < out.seconds) out = r;
+  }
+  return out!;
+}
+
+function warm(path: string): void {
+  const fd = openSync(path, 'r');
+  const buffer = Buffer.alloc(8 * MiB);
+  for (let at = 0; readSync(fd, buffer, 0, buffer.length, at) > 0; at += buffer.length);
+  closeSync(fd);
+}
+
+/** The child: open + info (or the chain) in this process, printing the library-side time. */
+async function child(mode: string, path: string): Promise<void> {
+  const start = process.hrtime.bigint();
+  const image = await openImage(path, mode === 'chain' ? {} : { parentPath: false });
+  const info = image.info();
+  const layers = image.chain().length;
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  await image.close();
+  console.log(JSON.stringify({ seconds, layers, virtualSize: info.virtualSize }));
+}
+
+function fmt(s: number): string {
+  return `${s.toFixed(3)} s`;
+}
+
+async function main(): Promise<void> {
+  const h = await import('./write-lib.js');
+  const args = h.parseCommonArgs(process.argv.slice(2));
+  const runs = args.quick ? 1 : Math.max(args.runs, 3);
+  const dir = h.scratch('vhdx-scale', args.dir);
+  const vhdx = h.VHDX_BIN;
+  const node = process.execPath;
+  const script = process.argv[1]!;
+  console.log(`scale: best of ${runs}; ${h.versionLine(node)} / ${h.versionLine('qemu-img')}`);
+
+  // ---- images
+  const made = process.hrtime.bigint();
+  const image = (name: string, size: number, blocks: number): string => {
+    const path = join(dir, name);
+    h.run(vhdx, ['create', path, String(size), '--block-size', '1M']);
+    if (blocks > 0) writeBlocks(path, size, blocks);
+    return path;
+  };
+  const writeBlocks = (path: string, size: number, count: number): void => {
+    // Through the library in a child (sparse allocation: blocks past the end of the file stay holes).
+    h.run(node, [script, CHILD, 'fill', path, String(size), String(count)]);
+  };
+  const empty64 = image('empty-64T.vhdx', 64 * TiB, 0);
+  const sizes = args.quick ? [1, 4, 16, 64] : [1, 4, 16, 64];
+  const filled = new Map<number, string>();
+  for (const t of sizes) filled.set(t, image(`filled-${t}T.vhdx`, t * TiB, 10_000));
+  const chain = [image('base.vhdx', 64 * TiB, 0)];
+  for (let i = 1; i < 10; i++) {
+    const path = join(dir, `layer-${i}.avhdx`);
+    h.run(vhdx, ['create', path, '--parent', chain[chain.length - 1]!]);
+    h.run(vhdx, ['write', path, '--offset', String(i * 1000 * MiB), '--pattern', String(i), '--length', '4096']);
+    chain.push(path);
+  }
+  console.log(`  images made in ${(Number(process.hrtime.bigint() - made) / 1e9).toFixed(1)} s`);
+  for (const p of [empty64, ...filled.values(), ...chain]) warm(p);
+
+  const rows: string[][] = [];
+  const target = (ok: boolean): string => (ok ? 'met' : 'MISSED');
+
+  // ---- open + info
+  for (const [label, path] of [['empty 64 TiB', empty64], ['64 TiB, 10,000 blocks', filled.get(64)!]] as const) {
+    const lib = best(runs, () => {
+      const m = measure(node, [script, CHILD, 'info', path]);
+      return { ...m, lib: JSON.parse(m.stdout.trim().split('\n').pop()!).seconds as number };
+    });
+    const cli = best(runs, () => measure(vhdx, ['info', path]));
+    const qemu = best(runs, () => measure('qemu-img', ['info', path]));
+    const limit = label.startsWith('empty') ? 0.1 : 0.2;
+    rows.push([`open + info, ${label}: library-side`, fmt(lib.lib), '', `< ${limit} s: ${target(lib.lib < limit)}`]);
+    rows.push([`  library process (peak RSS)`, `${fmt(lib.seconds)} (${lib.rssMB.toFixed(0)} MB)`, '', `< 64 MB: ${target(lib.rssMB < 64)}`]);
+    rows.push([`  vhdx info vs qemu-img info`, `${fmt(cli.seconds)} (${cli.rssMB.toFixed(0)} MB)`, `${fmt(qemu.seconds)} (${qemu.rssMB.toFixed(0)} MB)`, `< 0.2 s, < 64 MB: ${target(cli.seconds < 0.2 && cli.rssMB < 64)}`]);
+  }
+
+  // ---- one 4 KiB read where data is
+  const path64 = filled.get(64)!;
+  const where = firstDataOffset(h, vhdx, path64);
+  const ours = best(runs, () => measure(vhdx, ['read', path64, '--offset', String(where), '--length', '4096']));
+  const theirs = best(runs, () => measure('qemu-io', ['-r', '-f', 'vhdx', '-c', `read ${where} 4096`, path64]));
+  if (ours.stdout.length !== 4096) throw new Error(`vhdx read printed ${ours.stdout.length} bytes`);
+  rows.push(['4 KiB read at a written offset (process)', `${fmt(ours.seconds)} (${ours.rssMB.toFixed(0)} MB)`, `${fmt(theirs.seconds)} (${theirs.rssMB.toFixed(0)} MB)`, `ratio ${(ours.seconds / theirs.seconds).toFixed(2)} <= 0.5: ${target(ours.seconds / theirs.seconds <= 0.5)}`]);
+
+  // ---- map and check, linear in the BAT
+  for (const command of ['map', 'check'] as const) {
+    const perTiB: number[] = [];
+    let peak = 0;
+    for (const t of sizes) {
+      const path = filled.get(t)!;
+      const m = best(runs, () => measure(vhdx, command === 'map' ? ['map', path, '--json'] : ['check', path]));
+      const q = best(runs, () => measure('qemu-img', command === 'map' ? ['map', '--output=json', path] : ['check', path]));
+      if (command === 'map') {
+        const data = (JSON.parse(m.stdout) as { kind: string }[]).filter((e) => e.kind === 'data').length;
+        if (data < 9_000) throw new Error(`map of ${path} lists ${data} data extents`);
+      }
+      perTiB.push(m.seconds / t);
+      peak = Math.max(peak, m.rssMB);
+      rows.push([`${command} ${t} TiB (10,000 blocks)`, `${fmt(m.seconds)} (${m.rssMB.toFixed(0)} MB), ${(m.seconds / t).toFixed(3)} s/TiB`, `${fmt(q.seconds)} (${q.rssMB.toFixed(0)} MB)`, '']);
+    }
+    const spread = Math.max(...perTiB) / Math.min(...perTiB);
+    rows.push([`  ${command}: s/TiB spread across sizes, peak RSS`, `${spread.toFixed(2)}x, ${peak.toFixed(0)} MB`, '', `<= 1.5x, < 128 MB: ${target(spread <= 1.5 && peak < 128)}`]);
+  }
+
+  // ---- a 10-layer chain
+  const top = chain[chain.length - 1]!;
+  const opened = best(runs, () => {
+    const m = measure(node, [script, CHILD, 'chain', top]);
+    const r = JSON.parse(m.stdout.trim().split('\n').pop()!) as { seconds: number; layers: number };
+    if (r.layers !== 10) throw new Error(`the chain has ${r.layers} layers`);
+    return { ...m, lib: r.seconds };
+  });
+  const qemuChain = best(runs, () => measure('qemu-img', ['info', '--backing-chain', top]));
+  rows.push(['open a 10-layer chain of 64 TiB images: library-side', `${fmt(opened.lib)} (process ${fmt(opened.seconds)}, ${opened.rssMB.toFixed(0)} MB)`, `qemu-img info --backing-chain ${fmt(qemuChain.seconds)}`, `< 0.5 s: ${target(opened.lib < 0.5)}`]);
+
+  console.log('');
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...[['', 'vhdx', 'qemu', 'target'], ...rows].map((r) => (r[i] ?? '').length)));
+  for (const r of [['measure', 'vhdx', 'qemu-img / qemu-io', 'target'], ...rows]) console.log(r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  '));
+}
+
+/** A virtual offset where the image has data (from `vhdx map --json`). */
+function firstDataOffset(h: typeof import('./write-lib.js'), vhdx: string, path: string): number {
+  const extents = JSON.parse(h.run(vhdx, ['map', path, '--json'])) as { kind: string; offset: number }[];
+  const data = extents.filter((e) => e.kind === 'data');
+  return data[Math.floor(data.length / 2)]!.offset;
+}
+
+/** The child that writes 10,000 seeded random 4 KiB pieces, each in its own block. */
+async function fill(path: string, size: number, count: number): Promise<void> {
+  const image = await openImage(path, { readOnly: false, sparse: true, parentPath: false });
+  let x = 12345;
+  const next = (): number => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+  const blocks = size / MiB;
+  const data = new Uint8Array(4096).fill(0x5a);
+  const chosen = new Set<number>();
+  while (chosen.size < count) chosen.add((next() * 2 ** 20 + next()) % blocks);
+  for (const block of chosen) await image.write(block * MiB, data);
+  await image.close();
+}
+
+if (process.argv[2] === CHILD) {
+  const [mode, path, size, count] = process.argv.slice(3);
+  const done = mode === 'fill' ? fill(path!, Number(size), Number(count)) : child(mode!, path!);
+  done.catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+} else {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
