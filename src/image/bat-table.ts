@@ -40,8 +40,13 @@ export interface Range {
 
 /** Bytes of BAT in one page of the cache: 131,072 entries (128 GiB of virtual disk at 1 MiB blocks). */
 export const BAT_PAGE_BYTES = MiB;
-/** The default cache: 32 pages. A BAT up to this size is read whole at open. */
+/** The default cache: 32 pages. */
 export const DEFAULT_BAT_CACHE_BYTES = 32 * MiB;
+/**
+ * A BAT up to this size (and up to the cache) is read whole at open: 512 GiB of disk at 1 MiB blocks,
+ * 16 TiB at 32 MiB. Larger ones are read as used, so opening a chain of large disks reads little.
+ */
+export const WHOLE_BAT_LIMIT = 4 * MiB;
 
 /** Where the entry bytes come from. */
 export interface BatSource {
@@ -72,6 +77,8 @@ export class BatTable {
   /** Every page resident, never evicted: the whole table in one buffer. */
   private whole: Uint8Array | null = null;
   private readonly loading = new Map<number, Promise<Page>>();
+  /** Buffers of dropped pages, reused for the next reads (a walk of a large table makes no garbage). */
+  private readonly spare: Uint8Array[] = [];
   /** Pages read since open (a measure for tests and benchmarks). */
   pagesRead = 0;
 
@@ -191,12 +198,17 @@ export class BatTable {
   private async read(p: number): Promise<Page> {
     const pageBytes = this.pageEntries * BAT_ENTRY_SIZE;
     const start = p * pageBytes;
-    const bytes = new Uint8Array(Math.min(pageBytes, this.source.length - start));
+    const length = Math.min(pageBytes, this.source.length - start);
+    const reused = this.spare.pop();
+    const bytes = reused?.length === length ? reused : new Uint8Array(length);
     await readFully(this.source.backend, bytes, this.source.fileOffset + start);
     this.source.patch?.(bytes, this.source.fileOffset + start);
     this.pagesRead++;
     const existing = this.pages.get(p);
-    if (existing) return existing; // read twice by callers that raced: the first copy stays (it may be dirty)
+    if (existing) {
+      this.drop(bytes);
+      return existing; // read twice by callers that raced: the first copy stays (it may be dirty)
+    }
     const page: Page = { bytes, pins: 0, dirty: false };
     this.pages.set(p, page);
     // Judged after it is in place (the check reads entries through the accessors); a bad page leaves again.
@@ -209,6 +221,10 @@ export class BatTable {
     return page;
   }
 
+  private drop(bytes: Uint8Array): void {
+    if (this.spare.length < 2) this.spare.push(bytes);
+  }
+
   private touch(p: number, page: Page): void {
     this.pages.delete(p);
     this.pages.set(p, page);
@@ -219,7 +235,10 @@ export class BatTable {
     if (this.pages.size <= this.capacity) return;
     for (const [p, page] of this.pages) {
       if (this.pages.size <= this.capacity) break;
-      if (page.pins === 0 && !page.dirty) this.pages.delete(p);
+      if (page.pins === 0 && !page.dirty) {
+        this.pages.delete(p);
+        this.drop(page.bytes);
+      }
     }
   }
 
@@ -330,18 +349,98 @@ export class BatTable {
    * Every entry in order, a page at a time (pinned while it is visited), for scans that must see the
    * whole table in bounded memory: `visit(first, end)` gets each page's entry range.
    */
-  async forEachPage(visit: (first: number, end: number) => void | Promise<void>): Promise<void> {
+  async forEachPage(visit: (first: number, end: number, words: Uint32Array | null) => void | Promise<void>): Promise<void> {
     const count = this.entryCount;
     const step = this.whole ? count : this.pageEntries;
     for (let first = 0; first < count; first += step) {
       const end = Math.min(count, first + step);
+      const p = Math.floor(first / this.pageEntries);
+      const wasResident = this.whole !== null || this.pages.has(p);
       const release = await this.pin(first, end - 1);
       try {
-        await visit(first, end);
+        await visit(first, end, this.words(first));
       } finally {
         release();
+        // A page read only for this walk leaves at once (the walk will not come back to it): a scan
+        // keeps one page in memory, not the cache's worth.
+        const page = this.pages.get(p);
+        if (!wasResident && page && page.pins === 0 && !page.dirty) {
+          this.pages.delete(p);
+          this.drop(page.bytes);
+        }
       }
     }
+  }
+
+  /**
+   * The entry words (two per entry, little-endian u32: low then high) of the page holding `index`, from
+   * that page's first entry, for scans that skip runs of equal entries; null where no aligned view
+   * exists. The page must be pinned.
+   */
+  words(index: number): Uint32Array | null {
+    const bytes = this.locate(index);
+    if (bytes.byteOffset % 4 !== 0 || !littleEndian) return null;
+    return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
+  }
+
+  /** Index of entry `index` in its page's `words` (times two: the low word). */
+  wordIndex(index: number): number {
+    return this.whole ? index * 2 : (index % this.pageEntries) * 2;
+  }
+
+  /**
+   * How many payload blocks from `block` (at most `max`) have exactly the entry `block` has, their
+   * entries resident: a walk passes a run of equal unallocated blocks in one step.
+   */
+  uniformRun(block: number, max: number): number {
+    const { chunkRatio } = this.geometry;
+    let index = payloadEntryIndex(block, chunkRatio);
+    const words = this.words(index);
+    if (!words) return 1;
+    let at = this.wordIndex(index);
+    const lo = words[at]!;
+    const hi = words[at + 1]!;
+    if (lo === 0 && hi === 0) {
+      // All-zero entries (sector bitmap entries in between are zero too in such a run): count the
+      // payload blocks up to the first entry that is not, in this page, then go on in the next.
+      const pageFirst = index - at / 2;
+      const endEntry = pageFirst + words.length / 2;
+      const stop = firstNonZeroEntry(words, at / 2, words.length / 2) + pageFirst;
+      const blocks = stop - Math.floor(stop / (chunkRatio + 1)) - block;
+      if (blocks >= max) return max;
+      if (stop < endEntry || !this.resident(endEntry, endEntry)) return Math.max(1, blocks);
+      const nextBlock = block + blocks;
+      return blocks + (this.lo(payloadEntryIndex(nextBlock, chunkRatio)) === 0 && this.hi(payloadEntryIndex(nextBlock, chunkRatio)) === 0 ? this.uniformRun(nextBlock, max - blocks) : 0);
+    }
+    let n = 1;
+    let inChunk = block % chunkRatio;
+    while (n < max) {
+      // The next payload entry: skip the sector bitmap entry that ends each chunk.
+      inChunk++;
+      index++;
+      at += 2;
+      if (inChunk === chunkRatio) {
+        inChunk = 0;
+        index++;
+        at += 2;
+      }
+      if (at >= words.length) {
+        // The next page: still resident (pinned by the walk) or the run ends here.
+        if (!this.resident(index, index)) break;
+        return n + (this.entryLo(index) === lo && this.entryHi(index) === hi ? this.uniformRun(index - Math.floor(index / (chunkRatio + 1)), max - n) : 0);
+      }
+      if (words[at] !== lo || words[at + 1] !== hi) break;
+      n++;
+    }
+    return n;
+  }
+
+  private entryLo(index: number): number {
+    return this.lo(index);
+  }
+
+  private entryHi(index: number): number {
+    return this.hi(index);
   }
 
   // ----------------------------------------------------------------------------------- checking
@@ -386,8 +485,13 @@ export class BatTable {
       }
       waiting = [];
     };
-    await this.forEachPage((first, end) => {
+    await this.forEachPage((first, end, words) => {
+      const shift = words ? this.wordIndex(first) / 2 - first : 0;
       for (let index = first; index < end; index++) {
+        // Runs of all-zero entries (not present, offset 0) need no judgement, unless partially present
+        // blocks wait for their chunk's sector bitmap entry.
+        if (words && waiting.length === 0) index = firstNonZeroEntry(words, index + shift, end + shift) - shift;
+        if (index >= end) break;
         if (isSectorBitmapEntryIndex(index, chunkRatio)) {
           const chunk = (index + 1) / (chunkRatio + 1) - 1;
           if (chunk >= sectorBitmapBlocks) continue;
@@ -434,6 +538,25 @@ export class BatTable {
 
 const noop = (): void => undefined;
 
+/**
+ * The first entry at or after `from` (entry positions in `words`, two words each) that is not all
+ * zeros, or `to`: eight words at a time while they are zero (a mostly empty table is mostly that).
+ */
+export function firstNonZeroEntry(words: Uint32Array, from: number, to: number): number {
+  let e = from;
+  while (e < to && (e & 3) !== 0) {
+    if ((words[2 * e]! | words[2 * e + 1]!) !== 0) return e;
+    e++;
+  }
+  for (; e + 4 <= to; e += 4) {
+    const w = 2 * e;
+    if ((words[w]! | words[w + 1]! | words[w + 2]! | words[w + 3]! | words[w + 4]! | words[w + 5]! | words[w + 6]! | words[w + 7]!) !== 0) break;
+  }
+  for (; e < to; e++) if ((words[2 * e]! | words[2 * e + 1]!) !== 0) return e;
+  return to;
+}
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 export interface BatCheckOptions {
   hasParent: boolean;
   fileSize: number;
@@ -451,7 +574,12 @@ export interface BatCheckOptions {
 export function pageCheck(options: BatCheckOptions, warnings: string[]): PageCheck {
   return (bat, first, end) => {
     const { chunkRatio, payloadBlocks, sectorBitmapBlocks } = bat.geometry;
+    const words = bat.words(first);
+    const shift = words ? bat.wordIndex(first) / 2 - first : 0; // entry position in `words` of entry index i: i + shift
     for (let index = first; index < end; index++) {
+      // Runs of all-zero entries (not present, nothing to judge) are passed over at once.
+      if (words) index = firstNonZeroEntry(words, index + shift, end + shift) - shift;
+      if (index >= end) break;
       let verdict: Verdict;
       if (isSectorBitmapEntryIndex(index, chunkRatio)) {
         const chunk = (index + 1) / (chunkRatio + 1) - 1;

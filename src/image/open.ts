@@ -43,7 +43,7 @@ import {
 import { decodeParentLocator, type ParentLocator } from '../format/parent-locator.js';
 import { decodeRegionTable, type RegionEntry, type RegionTable } from '../format/region-table.js';
 import { readFully, type Backend } from '../io/backend.js';
-import { BatTable, DEFAULT_BAT_CACHE_BYTES, findOverlap, pageCheck, type BatProblem, type Range } from './bat-table.js';
+import { BatTable, DEFAULT_BAT_CACHE_BYTES, WHOLE_BAT_LIMIT, findOverlap, pageCheck, type BatProblem, type Range } from './bat-table.js';
 import { SectorBitmaps } from './sector-bitmaps.js';
 import { chooseHeader, HeaderWriter, readHeaderCopies } from './headers.js';
 import type { VhdxImage } from './image.js';
@@ -82,9 +82,9 @@ export interface OpenOptions {
    */
   ignoreParentLinkage?: boolean;
   /**
-   * Bytes of BAT kept in memory (default 32 MiB). A BAT up to this size is read whole at open; a larger
-   * one (a 64 TiB disk with 1 MiB blocks has 512 MiB of it) is read a page at a time as blocks are
-   * used, the least recently used pages dropped. A sector bitmap cache of `batCacheBytes / 2` (at least
+   * Bytes of BAT kept in memory (default 32 MiB). A BAT up to 4 MiB (by default) or up to this size
+   * (when given) is read whole at open; a larger one (a 64 TiB disk with 1 MiB blocks has 513 MiB of
+   * it) is read a 1 MiB page at a time as blocks are used, the least recently used pages dropped. A sector bitmap cache of `batCacheBytes / 2` (at least
    * one 1 MiB bitmap) goes with it in differencing disks.
    */
   batCacheBytes?: number;
@@ -231,7 +231,8 @@ export async function openLayout(backend: Backend, options: OpenLayoutOptions = 
   ];
   if (header.logLength > 0) structures.push({ start: header.logOffset, end: header.logOffset + header.logLength, what: 'log' });
   const batOptions = { hasParent: metadata.hasParent, fileSize: effectiveSize, structures, file, batOffset: batRegion.fileOffset };
-  const lazy = source.length > cacheBytes;
+  // Read whole: a BAT up to 4 MiB by default; up to the cache when its size is given.
+  const lazy = source.length > (options.batCacheBytes === undefined ? WHOLE_BAT_LIMIT : cacheBytes);
   const bat = lazy
     ? BatTable.lazy(geometry, source, { cacheBytes, ...(options.collectBatProblems || !readOnly ? {} : { check: pageCheck(batOptions, warnings) }) })
     : await BatTable.resident(geometry, source);

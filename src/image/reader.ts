@@ -292,6 +292,15 @@ export abstract class ImageReader {
       const inBlock = position - block * blockSize;
       const run = Math.min(blockSize - inBlock, end - position);
       const c = this.classify(block);
+      if (inBlock === 0 && c.kind !== 'data' && c.state !== PAYLOAD_BLOCK_PARTIALLY_PRESENT && end - position > blockSize) {
+        // A run of blocks with the very same entry (an empty disk is one): one step, however long.
+        const n = this.layout.bat.uniformRun(block, Math.floor((end - position) / blockSize));
+        if (n > 1) {
+          push(out, c.kind, c.state, position, n * blockSize, undefined);
+          position += n * blockSize;
+          continue;
+        }
+      }
       if (c.state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
         // Runs of sectors: bit set -> this file, clear -> the parent (§7.6 step 4).
         for (const r of this.bitmapRuns(bitmap(Math.floor(block / this.layout.geometry.chunkRatio)), block, inBlock, run)) {
