@@ -11,6 +11,10 @@
  *                                                                memory starts on a 4096-byte boundary
  *                                                                (O_DIRECT needs aligned memory, which
  *                                                                JavaScript cannot ask for)
+ *   seekData(fd, offset)                                      -> the first offset >= `offset` that holds
+ *                                                                data (lseek SEEK_DATA: holes and
+ *                                                                unwritten extents read as zeros), or
+ *                                                                -errno (-ENXIO: no data after it)
  *   pipeZeros(fd, length, pipeSize)                           -> bytes of zeros moved into the pipe fd
  *                                                                (>= 0) or -errno: vmsplice(2) of one
  *                                                                never-written zero region, so no byte is
@@ -239,6 +243,17 @@ static napi_value js_pipe_zeros(napi_env env, napi_callback_info info) {
 #endif
 }
 
+static napi_value js_seek_data(napi_env env, napi_callback_info info) {
+  int64_t a[2];
+  if (!args_i64(env, info, 2, a)) return NULL;
+#if defined(__linux__) && defined(SEEK_DATA)
+  off_t at = lseek((int)a[0], (off_t)a[1], SEEK_DATA);
+  return number(env, at < 0 ? -errno : (int64_t)at);
+#else
+  return number(env, -ENOSYS);
+#endif
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -246,6 +261,7 @@ NAPI_MODULE_INIT() {
     {"syncFileRangeAsync", NULL, js_sync_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
     {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pipeZeros", NULL, js_pipe_zeros, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"seekData", NULL, js_seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

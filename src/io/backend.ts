@@ -35,6 +35,12 @@ export interface Backend {
    * for a file). Same result as `read`. Callers fall back to `read` where it is missing.
    */
   readSync?(target: Uint8Array, position: number): number;
+  /**
+   * Optional: the first offset at or after `position` that may hold data (everything before it reads as
+   * zeros: a hole), or Infinity when nothing after `position` does; `position` itself when unknown. For
+   * sources that skip holes without reading them (a sparse raw disk into `convert`).
+   */
+  nextData?(position: number): number;
 }
 
 /** Zero bytes written by the `writeZeros` fallback, 1 MiB at a time. */

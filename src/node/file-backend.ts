@@ -21,6 +21,9 @@ export interface NodeFileOptions {
 
 /** O_DIRECT transfers start, end and sit in memory on this boundary (covers 512- and 4096-byte devices). */
 const DIRECT_ALIGN = 4096;
+/** errno of lseek(SEEK_DATA) past the last data (Linux). */
+const ENXIO = 6;
+
 /** Largest O_DIRECT transfer, and the size of the bounce buffer. */
 const DIRECT_PIECE = 1024 * 1024;
 
@@ -126,6 +129,15 @@ export class NodeFileBackend implements Backend {
     } catch (error) {
       throw toVhdxError(error, this.name);
     }
+  }
+
+  /** Where the next data is (`Backend.nextData`): lseek SEEK_DATA through the native helper, else `position` (unknown). */
+  nextData(position: number): number {
+    const seek = native?.seekData;
+    if (!seek) return position;
+    const at = seek(this.handle.fd, position);
+    if (at === -ENXIO) return Number.POSITIVE_INFINITY; // no data at or after `position`
+    return at < 0 ? position : at;
   }
 
   /** A positional read on the calling thread (the page cache answers small ones in microseconds). */

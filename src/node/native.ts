@@ -22,6 +22,8 @@ export interface NativeIo {
    * the pipe to that many bytes (F_SETPIPE_SZ; best effort, never shrinks).
    */
   pipeZeros(fd: number, length: number, pipeSize: number): number;
+  /** lseek(fd, offset, SEEK_DATA): the first offset at or after `offset` that holds data; -ENXIO when none does. Absent from helpers built before it. */
+  seekData?(fd: number, offset: number): number;
 }
 
 /** sync_file_range flag (linux/fs.h): start writeback of the dirty pages in the range, without waiting. */
@@ -46,5 +48,5 @@ export const native: NativeIo | null = load();
 
 /** For `vhdx --version`: which native calls the file backend has. */
 export function nativeSummary(): string {
-  return native ? 'native helper: fallocate, copy_file_range, sync_file_range, vmsplice, aligned buffers' : 'no native helper: plain file I/O';
+  return native ? 'native helper: fallocate, copy_file_range, sync_file_range, vmsplice, SEEK_DATA, aligned buffers' : 'no native helper: plain file I/O';
 }

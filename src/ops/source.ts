@@ -11,7 +11,10 @@ export interface DiskSource {
   knownZero(offset: number, length: number): boolean | Promise<boolean>;
 }
 
-/** A raw image in a backend. Holes are found by reading (zero pages are cheap to read). */
+/**
+ * A raw image in a backend. Holes the backend can name (`nextData`: SEEK_DATA in a file) are skipped
+ * without reading; other zeros are found by reading (the callers test what they read).
+ */
 export function rawSource(backend: Backend, size: number): DiskSource {
   return {
     size,
@@ -19,7 +22,7 @@ export function rawSource(backend: Backend, size: number): DiskSource {
       const got = await readFully(backend, target, offset);
       target.fill(0, got);
     },
-    knownZero: () => false,
+    knownZero: (offset, length) => (backend.nextData ? backend.nextData(offset) >= offset + length : false),
   };
 }
 

@@ -112,7 +112,7 @@ describe('vhdx CLI', () => {
     assert.match(commandHelp.stdout.toString(), /examples:/);
     assert.match(run(VHDX_BIN, ['--version']).stdout.toString(), /^vhdx \d+\.\d+\.\d+/);
     // The bundled CLI finds the native helper (built by the install on Linux) and says so.
-    const expected = process.platform === 'linux' && process.env.VHDX_NATIVE !== '0' ? /\(native helper: fallocate, copy_file_range, sync_file_range, vmsplice, aligned buffers\)/ : /no native helper/;
+    const expected = process.platform === 'linux' && process.env.VHDX_NATIVE !== '0' ? /\(native helper: fallocate, copy_file_range, sync_file_range, vmsplice, SEEK_DATA, aligned buffers\)/ : /no native helper/;
     assert.match(run(VHDX_BIN, ['--version']).stdout.toString(), expected);
     assert.match(run(VHDX_BIN, ['--version'], { env: { VHDX_NATIVE: '0' } }).stdout.toString(), /\(no native helper: plain file I\/O\)/);
   });

@@ -14,6 +14,7 @@ import { native } from '../../src/node/native.js';
 import { writeZeroBytes, writeZeros, type Backend } from '../../src/io/backend.js';
 import { VhdxError } from '../../src/format/errors.js';
 import { patternBytes, run, tempDir } from '../helpers.js';
+import { rawSource } from '../../src/ops/source.js';
 
 const MiB = 1024 * 1024;
 
@@ -163,5 +164,36 @@ describe('the native helper', () => {
     });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString().trim(), 'true');
+  });
+});
+
+describe('holes of a raw file: SEEK_DATA through the native helper', () => {
+  test('nextData names the next data after a hole, and a raw source skips holes without reading them', async () => {
+    assert.ok(native?.seekData, 'the native helper is built with seekData');
+    const dir = tempDir('vhdx-holes-');
+    try {
+      const path = join(dir.path, 'sparse.raw');
+      const backend = await NodeFileBackend.open(path, { readOnly: false, create: true });
+      await backend.truncate(64 * MiB);
+      await backend.write(patternBytes(MiB, 3), 16 * MiB); // data in [16, 17) MiB, holes around it
+      await backend.flush();
+      assert.equal(backend.nextData(0), 16 * MiB);
+      assert.equal(backend.nextData(16 * MiB + 5), 16 * MiB + 5);
+      assert.equal(backend.nextData(17 * MiB), Number.POSITIVE_INFINITY);
+      const source = rawSource(backend, 64 * MiB);
+      assert.equal(await source.knownZero(0, 16 * MiB), true);
+      assert.equal(await source.knownZero(0, 16 * MiB + 1), false);
+      assert.equal(await source.knownZero(17 * MiB, 47 * MiB), true);
+      await backend.close();
+      // Without the helper nothing is known, so everything is read.
+      const child = run(process.execPath, ['--input-type=module', '-e', `
+        const { NodeFileBackend } = await import(${JSON.stringify(new URL('../../src/node/file-backend.js', import.meta.url).href)});
+        const b = await NodeFileBackend.open(${JSON.stringify(path)}, { readOnly: true });
+        console.log(b.nextData(0));
+        await b.close();`], { env: { VHDX_NATIVE: '0' } });
+      assert.equal(child.stdout.toString().trim(), '0', child.stderr);
+    } finally {
+      dir.cleanup();
+    }
   });
 });
