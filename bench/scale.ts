@@ -34,7 +34,6 @@
  * opens in < 0.5 s.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { openImage } from '../src/node/paths.js';
 
@@ -76,13 +75,6 @@ function best<T extends { seconds: number }>(runs: number, fn: () => T): T {
   return out!;
 }
 
-function warm(path: string): void {
-  const fd = openSync(path, 'r');
-  const buffer = Buffer.alloc(8 * MiB);
-  for (let at = 0; readSync(fd, buffer, 0, buffer.length, at) > 0; at += buffer.length);
-  closeSync(fd);
-}
-
 /** The child: open + info (or the chain), or a whole-disk walk or check, in this process, printing the library-side time. */
 async function child(mode: string, path: string, warmUp?: string): Promise<void> {
   if (mode === 'walk' || mode === 'check') {
@@ -118,12 +110,9 @@ async function child(mode: string, path: string, warmUp?: string): Promise<void>
   console.log(JSON.stringify({ seconds, layers, virtualSize: info.virtualSize }));
 }
 
-function fmt(s: number): string {
-  return `${s.toFixed(3)} s`;
-}
-
 async function main(): Promise<void> {
   const h = await import('./write-lib.js');
+  const fmt = h.seconds;
   const args = h.parseCommonArgs(process.argv.slice(2));
   const runs = args.quick ? 1 : Math.max(args.runs, 3);
   const dir = h.scratch('vhdx-scale', args.dir);
@@ -161,14 +150,13 @@ async function main(): Promise<void> {
     chain.push(path);
   }
   console.log(`  images made in ${(Number(process.hrtime.bigint() - made) / 1e9).toFixed(1)} s`);
-  for (const p of [empty64, ...filled.values(), ...chain]) warm(p);
+  for (const p of [empty64, ...filled.values(), ...chain]) h.warm(p);
 
   // Each row is printed as soon as it is measured, and the table again at the end.
   const rows: string[][] = [];
-  const push = rows.push.bind(rows);
-  rows.push = (...r: string[][]): number => {
-    for (const row of r) console.log(`  ${row.filter((c) => c !== '').join(' | ')}`);
-    return push(...r);
+  const row = (...cells: string[]): void => {
+    console.log(`  ${cells.filter((c) => c !== '').join(' | ')}`);
+    rows.push(cells);
   };
   const target = (ok: boolean): string => (ok ? 'met' : 'MISSED');
 
@@ -181,9 +169,9 @@ async function main(): Promise<void> {
     const cli = best(runs, () => measure(vhdx, ['info', path]));
     const qemu = best(runs, () => measure('qemu-img', ['info', path]));
     const limit = label.startsWith('empty') ? 0.1 : 0.2;
-    rows.push([`open + info, ${label}: library-side`, fmt(lib.lib), '', `< ${limit} s: ${target(lib.lib < limit)}`]);
-    rows.push([`  library process (peak RSS)`, `${fmt(lib.seconds)} (${lib.rssMB.toFixed(0)} MB)`, '', `< 64 MB: ${target(lib.rssMB < 64)}`]);
-    rows.push([`  vhdx info vs qemu-img info`, `${fmt(cli.seconds)} (${cli.rssMB.toFixed(0)} MB)`, `${fmt(qemu.seconds)} (${qemu.rssMB.toFixed(0)} MB)`, `< 0.2 s, < 64 MB: ${target(cli.seconds < 0.2 && cli.rssMB < 64)}`]);
+    row(`open + info, ${label}: library-side`, fmt(lib.lib), '', `< ${limit} s: ${target(lib.lib < limit)}`);
+    row(`  library process (peak RSS)`, `${fmt(lib.seconds)} (${lib.rssMB.toFixed(0)} MB)`, '', `< 64 MB: ${target(lib.rssMB < 64)}`);
+    row(`  vhdx info vs qemu-img info`, `${fmt(cli.seconds)} (${cli.rssMB.toFixed(0)} MB)`, `${fmt(qemu.seconds)} (${qemu.rssMB.toFixed(0)} MB)`, `< 0.2 s, < 64 MB: ${target(cli.seconds < 0.2 && cli.rssMB < 64)}`);
   }
 
   // ---- one 4 KiB read where data is
@@ -192,7 +180,7 @@ async function main(): Promise<void> {
   const ours = best(runs, () => measure(vhdx, ['read', path64, '--offset', String(where), '--length', '4096']));
   const theirs = best(runs, () => measure('qemu-io', ['-r', '-f', 'vhdx', '-c', `read ${where} 4096`, path64]));
   if (ours.stdout.length !== 4096) throw new Error(`vhdx read printed ${ours.stdout.length} bytes`);
-  rows.push(['4 KiB read at a written offset (process)', `${fmt(ours.seconds)} (${ours.rssMB.toFixed(0)} MB)`, `${fmt(theirs.seconds)} (${theirs.rssMB.toFixed(0)} MB)`, `ratio ${(ours.seconds / theirs.seconds).toFixed(2)} <= 0.5: ${target(ours.seconds / theirs.seconds <= 0.5)}`]);
+  row('4 KiB read at a written offset (process)', `${fmt(ours.seconds)} (${ours.rssMB.toFixed(0)} MB)`, `${fmt(theirs.seconds)} (${theirs.rssMB.toFixed(0)} MB)`, `ratio ${(ours.seconds / theirs.seconds).toFixed(2)} <= 0.5: ${target(ours.seconds / theirs.seconds <= 0.5)}`);
 
   // ---- map and check, linear in the BAT: library-side on empty images (nothing but the BAT to visit)
   for (const command of ['walk', 'check'] as const) {
@@ -203,15 +191,15 @@ async function main(): Promise<void> {
         return { ...m, lib: JSON.parse(m.stdout.trim().split('\n').pop()!).seconds as number };
       });
       perTiB.push(r.lib / t);
-      rows.push([`library ${command === 'walk' ? 'walk (map)' : 'check'} of an empty ${t} TiB image`, `${fmt(r.lib)}, ${(r.lib / t).toFixed(4)} s/TiB`, '', '']);
+      row(`library ${command === 'walk' ? 'walk (map)' : 'check'} of an empty ${t} TiB image`, `${fmt(r.lib)}, ${(r.lib / t).toFixed(4)} s/TiB`, '', '');
     }
     const spread = Math.max(...perTiB) / Math.min(...perTiB);
-    rows.push([`  library ${command}: spread of s/TiB across sizes`, `${spread.toFixed(2)}x`, '', `<= 1.5x: ${target(spread <= 1.5)}`]);
+    row(`  library ${command}: spread of s/TiB across sizes`, `${spread.toFixed(2)}x`, '', `<= 1.5x: ${target(spread <= 1.5)}`);
     // The cost of each further TiB, between consecutive sizes: the fixed part (open, warm-up) cancels.
     const seconds = perTiB.map((s, i) => s * sizes[i]!);
     const slopes = sizes.slice(1).map((t, i) => (seconds[i + 1]! - seconds[i]!) / (t - sizes[i]!));
     const slopeSpread = Math.max(...slopes) / Math.min(...slopes);
-    rows.push([`  library ${command}: s per further TiB (${sizes.join(' -> ')})`, `${slopes.map((s) => s.toFixed(4)).join(', ')}: spread ${slopeSpread.toFixed(2)}x`, '', '(information)']);
+    row(`  library ${command}: s per further TiB (${sizes.join(' -> ')})`, `${slopes.map((s) => s.toFixed(4)).join(', ')}: spread ${slopeSpread.toFixed(2)}x`, '', '(information)');
   }
 
   // ---- the commands as processes, on the images with 10,000 blocks
@@ -219,7 +207,7 @@ async function main(): Promise<void> {
     const perTiB: number[] = [];
     let peak = 0;
     const fixed = best(runs, () => measure(vhdx, command === 'map' ? ['map', small, '--json'] : ['check', small])).seconds;
-    rows.push([`${command} of a 1 GiB image (the fixed cost subtracted below)`, fmt(fixed), '', '']);
+    row(`${command} of a 1 GiB image (the fixed cost subtracted below)`, fmt(fixed), '', '');
     for (const t of sizes) {
       const path = filled.get(t)!;
       const m = best(runs, () => measure(vhdx, command === 'map' ? ['map', path, '--json'] : ['check', path]));
@@ -230,10 +218,10 @@ async function main(): Promise<void> {
       }
       perTiB.push((m.seconds - fixed) / t);
       peak = Math.max(peak, m.rssMB);
-      rows.push([`${command} ${t} TiB (10,000 blocks)`, `${fmt(m.seconds)} (${m.rssMB.toFixed(0)} MB), ${((m.seconds - fixed) / t).toFixed(3)} s/TiB past the fixed cost`, `${fmt(q.seconds)} (${q.rssMB.toFixed(0)} MB)`, '']);
+      row(`${command} ${t} TiB (10,000 blocks)`, `${fmt(m.seconds)} (${m.rssMB.toFixed(0)} MB), ${((m.seconds - fixed) / t).toFixed(3)} s/TiB past the fixed cost`, `${fmt(q.seconds)} (${q.rssMB.toFixed(0)} MB)`, '');
     }
     const spread = Math.max(...perTiB) / Math.min(...perTiB);
-    rows.push([`  ${command}: spread of s/TiB (past the fixed cost) across sizes, peak RSS`, `${spread.toFixed(2)}x, ${peak.toFixed(0)} MB`, '', `< 128 MB: ${target(peak < 128)} (the 10,000 extents cost more than the BAT here: see the library rows for linearity)`]);
+    row(`  ${command}: spread of s/TiB (past the fixed cost) across sizes, peak RSS`, `${spread.toFixed(2)}x, ${peak.toFixed(0)} MB`, '', `< 128 MB: ${target(peak < 128)} (the 10,000 extents cost more than the BAT here: see the library rows for linearity)`);
   }
 
   // ---- a 10-layer chain
@@ -245,11 +233,9 @@ async function main(): Promise<void> {
     return { ...m, lib: r.seconds };
   });
   // (QEMU cannot open a differencing VHDX: "Operation not supported".)
-  rows.push(['open a 10-layer chain of 64 TiB images: library-side', `${fmt(opened.lib)} (process ${fmt(opened.seconds)}, ${opened.rssMB.toFixed(0)} MB)`, '-', `< 0.5 s: ${target(opened.lib < 0.5)}`]);
+  row('open a 10-layer chain of 64 TiB images: library-side', `${fmt(opened.lib)} (process ${fmt(opened.seconds)}, ${opened.rssMB.toFixed(0)} MB)`, '-', `< 0.5 s: ${target(opened.lib < 0.5)}`);
 
-  console.log('');
-  const widths = [0, 1, 2, 3].map((i) => Math.max(...[['', 'vhdx', 'qemu', 'target'], ...rows].map((r) => (r[i] ?? '').length)));
-  for (const r of [['measure', 'vhdx', 'qemu-img / qemu-io', 'target'], ...rows]) console.log(r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  '));
+  console.log(`\n${h.table([['measure', 'vhdx', 'qemu-img / qemu-io', 'target'], ...rows])}`);
 }
 
 /** A virtual offset where the image has data (from `vhdx map --json`). */

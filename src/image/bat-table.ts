@@ -288,14 +288,19 @@ export class BatTable {
     return this.entryOffset(payloadEntryIndex(block, this.geometry.chunkRatio));
   }
 
-  /** `blockOffset` for a caller that has not pinned the block's entry. */
-  async blockOffsetOf(block: number): Promise<number> {
-    const release = await this.pinBlocks(block, block);
+  /** Runs `fn` with the entries of blocks [first, last] pinned (see `pinBlocks`). */
+  async withBlocks<T>(first: number, last: number, fn: () => T | Promise<T>): Promise<T> {
+    const release = await this.pinBlocks(first, last);
     try {
-      return this.blockOffset(block);
+      return await fn();
     } finally {
       release();
     }
+  }
+
+  /** `blockOffset` for a caller that has not pinned the block's entry. */
+  blockOffsetOf(block: number): Promise<number> {
+    return this.withBlocks(block, block, () => this.blockOffset(block));
   }
 
   sectorBitmapState(chunk: number): number {
@@ -427,7 +432,7 @@ export class BatTable {
       if (at >= words.length) {
         // The next page: still resident (pinned by the walk) or the run ends here.
         if (!this.resident(index, index)) break;
-        return n + (this.entryLo(index) === lo && this.entryHi(index) === hi ? this.uniformRun(index - Math.floor(index / (chunkRatio + 1)), max - n) : 0);
+        return n + (this.lo(index) === lo && this.hi(index) === hi ? this.uniformRun(index - Math.floor(index / (chunkRatio + 1)), max - n) : 0);
       }
       if (words[at] !== lo || words[at + 1] !== hi) break;
       n++;
@@ -435,13 +440,6 @@ export class BatTable {
     return n;
   }
 
-  private entryLo(index: number): number {
-    return this.lo(index);
-  }
-
-  private entryHi(index: number): number {
-    return this.hi(index);
-  }
 
   // ----------------------------------------------------------------------------------- checking
 

@@ -397,35 +397,8 @@ export class VhdxImage extends ImageReader {
     isZero: (data: Uint8Array) => boolean,
     presentIsZero: boolean,
   ): Promise<boolean> {
-    if (this.differencing) {
-      // Sector by sector through writeNow, which pins what each piece needs.
-      let wrote = false;
-      const notPresent = await this.blockIsNotPresent(block);
-      for (let at = 0; at < length; at += piece.length) {
-        const data = piece.subarray(0, Math.min(piece.length, length - at));
-        await read(data, at);
-        if (!isZero(data) || !notPresent) {
-          await this.writeNow(block * this.blockSize + at, data);
-          wrote = true;
-        }
-      }
-      return wrote;
-    }
-    const release = await this.layout.bat.pinBlocks(block, block);
-    try {
-      return await this.copyBlockPinned(block, length, read, piece, isZero, presentIsZero);
-    } finally {
-      release();
-    }
-  }
-
-  private async blockIsNotPresent(block: number): Promise<boolean> {
-    const release = await this.layout.bat.pinBlocks(block, block);
-    try {
-      return this.layout.bat.blockState(block) === PAYLOAD_BLOCK_NOT_PRESENT;
-    } finally {
-      release();
-    }
+    // writeNow (differencing, partially present blocks) pins again inside: pins nest.
+    return this.layout.bat.withBlocks(block, block, () => this.copyBlockPinned(block, length, read, piece, isZero, presentIsZero));
   }
 
   private async copyBlockPinned(
@@ -617,12 +590,9 @@ export class VhdxImage extends ImageReader {
    */
   private async clearEntryNow(index: number): Promise<void> {
     await this.beginChange();
-    const release = await this.layout.bat.pin(index, index);
-    try {
-      this.layout.bat.setEntry(index, 0, 0);
-    } finally {
-      release();
-    }
+    const release = await this.layout.bat.pin(index, index); // an entry by index: it may be a sector bitmap's
+    this.layout.bat.setEntry(index, 0, 0);
+    release();
     this.markEntryDirty(index);
   }
 
@@ -634,12 +604,7 @@ export class VhdxImage extends ImageReader {
    */
   private async relocateBlockNow(block: number, releaseOld: boolean): Promise<{ from: number; to: number }> {
     await this.beginChange();
-    const release = await this.layout.bat.pinBlocks(block, block);
-    try {
-      return await this.relocatePinned(block, releaseOld);
-    } finally {
-      release();
-    }
+    return this.layout.bat.withBlocks(block, block, () => this.relocatePinned(block, releaseOld));
   }
 
   private async relocatePinned(block: number, releaseOld: boolean): Promise<{ from: number; to: number }> {
