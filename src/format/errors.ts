@@ -24,7 +24,10 @@ export type VhdxErrorCode =
   | 'INVALID_ARGUMENT' // a caller-supplied value is not acceptable
   | 'IO' // the operating system refused an operation
   | 'NOT_FOUND' // a file does not exist
-  | 'UNSUPPORTED'; // a legal file using something this version does not implement
+  | 'UNSUPPORTED' // a legal file using something this version does not implement
+  | 'BAD_VHD' // a VHD (v1) footer, dynamic header, BAT or bitmap invalid
+  | 'REMOTE' // a remote store refused or failed a request (HTTP status, no Range support, retries exhausted)
+  | 'CHANGED'; // a remote object changed while it was being read (its ETag moved)
 
 export interface VhdxErrorOptions {
   file?: string;
