@@ -36,7 +36,7 @@ const SILENT: Progress = { update: () => undefined, stop: () => undefined };
 type CliProgress = typeof import('cli-progress');
 
 /** The bar library loads only when a bar is shown: it costs more start-up time than a short command takes. */
-export async function progressBar(mode: boolean | undefined, label: string): Promise<Progress> {
+export async function progressBar(mode: boolean | undefined, label: string, options: { unit?: 'bytes' | 'fraction' } = {}): Promise<Progress> {
   if (mode === false || !process.stderr.isTTY) return SILENT;
   const started = Date.now();
   let latest: { done: number; total: number | undefined } | null = null;
@@ -45,7 +45,7 @@ export async function progressBar(mode: boolean | undefined, label: string): Pro
 
   const show = (lib: CliProgress): void => {
     if (stopped || bar) return;
-    bar = makeBar(lib, label, started);
+    bar = makeBar(lib, label, started, options.unit ?? 'bytes');
     if (latest) bar.update(latest.done, latest.total);
   };
 
@@ -78,13 +78,15 @@ async function loadLibrary(): Promise<CliProgress> {
 
 const KNOWN_FORMAT = '{label} [{bar}] {percentage}% | {doneH} / {totalH} | {rate} | ETA {eta_formatted}';
 const UNKNOWN_FORMAT = '{label} {doneH} | {rate}';
+/** Work measured as a fraction (`update(0.25, 1)`): no byte counts or rate. */
+const FRACTION_FORMAT = '{label} [{bar}] {percentage}% | ETA {eta_formatted}';
 
-function makeBar(lib: CliProgress, label: string, started: number): { update(done: number, total: number | undefined): void; stop(): void } {
+function makeBar(lib: CliProgress, label: string, started: number, unit: 'bytes' | 'fraction'): { update(done: number, total: number | undefined): void; stop(): void } {
   const bar = new lib.SingleBar(
     {
       stream: process.stderr,
       // The format depends on whether the total is known; the library's formatter does the rest.
-      format: (options, params, payload) => lib.Format.Formatter({ ...options, format: payload.known ? KNOWN_FORMAT : UNKNOWN_FORMAT }, params, payload),
+      format: (options, params, payload) => lib.Format.Formatter({ ...options, format: unit === 'fraction' ? FRACTION_FORMAT : payload.known ? KNOWN_FORMAT : UNKNOWN_FORMAT }, params, payload),
       // The cursor stays visible: a process killed mid-bar must not leave the terminal without one.
       hideCursor: false,
       etaBuffer: 50,

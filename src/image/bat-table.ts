@@ -508,6 +508,7 @@ export class BatTable {
         if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT && options.hasParent) waiting.push({ block, index, verdict });
         else take(verdict, blockProblems, blockWarnings);
       }
+      options.onProgress?.(end / this.entryCount);
     });
     settle(false); // a BAT that ends before the chunk's sector bitmap entry
     blockProblems.sort((a, b) => a.block! - b.block!);
@@ -561,6 +562,8 @@ export interface BatCheckOptions {
   structures: Range[];
   file: string;
   batOffset: number;
+  /** Told the fraction of the table scanned so far (0 to 1) after each page of a whole-table scan. */
+  onProgress?: (fraction: number) => void;
 }
 
 /**

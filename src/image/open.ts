@@ -98,6 +98,8 @@ export interface OpenLayoutOptions extends OpenOptions {
    * must not be read through (so the image API never opens this way).
    */
   collectBatProblems?: boolean;
+  /** With `collectBatProblems`: told the fraction of the BAT scanned (0 to 1) as the scan goes. */
+  onBatProgress?: (fraction: number) => void;
 }
 
 export interface ImageMetadata {
@@ -241,7 +243,7 @@ export async function openLayout(backend: Backend, options: OpenLayoutOptions = 
   // later its pages hold only what this session wrote), and for check; a lazily read one opened
   // read-only is judged a page at a time as it is read.
   let checked: { warnings: string[]; used: Range[] | null; problems: BatProblem[]; allocatedBlocks: number | null } = { warnings: [], used: null, problems: [], allocatedBlocks: null };
-  if (options.collectBatProblems) checked = await bat.inspect(batOptions);
+  if (options.collectBatProblems) checked = await bat.inspect({ ...batOptions, ...(options.onBatProgress ? { onProgress: options.onBatProgress } : {}) });
   else if (!lazy || !readOnly) checked = { ...(await bat.validate(batOptions)), problems: [] };
   warnings.push(...checked.warnings);
 

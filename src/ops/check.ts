@@ -28,20 +28,20 @@ import { repair } from './repair.js';
 export type { CheckOptions, CheckReport, Finding, FindingCode, Repair, Severity } from './findings.js';
 
 export async function check(backend: Backend, options: CheckOptions = {}): Promise<CheckReport> {
-  const before = await inspect(backend);
+  const before = await inspect(backend, options.onProgress);
   if (!options.repair) return before;
   if (backend.readOnly) throw new VhdxError('READ_ONLY', 'repair needs the image opened for writing', { file: backend.name });
   const wanted = before.findings.filter((f) => f.repairable);
   const fatal = before.findings.some((f) => f.severity === 'corruption' && !f.repairable);
   if (wanted.length === 0 || fatal) return { ...before, before: before.findings, repairs: [], lost: [] };
   const { repairs, lost } = await repair(backend, before);
-  const after = await inspect(backend);
+  const after = await inspect(backend, options.onProgress);
   return { ...after, before: before.findings, repairs, lost };
 }
 
 // ---------------------------------------------------------------------------------------------- check
 
-async function inspect(backend: Backend): Promise<CheckReport> {
+async function inspect(backend: Backend, onProgress?: (fraction: number) => void): Promise<CheckReport> {
   const file = backend.name;
   const findings: Finding[] = [];
   const fileSize = await backend.size();
@@ -81,7 +81,7 @@ async function inspect(backend: Backend): Promise<CheckReport> {
 
   let layout: OpenedLayout;
   try {
-    layout = await openLayout(backend, { readOnly: true, collectBatProblems: true });
+    layout = await openLayout(backend, { readOnly: true, collectBatProblems: true, ...(onProgress ? { onBatProgress: onProgress } : {}) });
   } catch (error) {
     if (!(error instanceof VhdxError)) throw error;
     // Past this point the image cannot be read by anyone; a repair would be guesswork.

@@ -65,6 +65,11 @@ export interface CheckReport {
 export interface CheckOptions {
   /** Fix what can be fixed (the backend must be writable). The report then describes the repaired image. */
   repair?: boolean;
+  /**
+   * Told how far the check has come, as a fraction of the image's block table scanned (0 to 1): the
+   * part of a check whose time grows with the disk's size. A repair scans again after fixing.
+   */
+  onProgress?: (fraction: number) => void;
 }
 
 export const BAT_FINDING_CODES: Record<BatProblemKind, FindingCode> = {

@@ -71,6 +71,25 @@ describe('progress bar on a terminal', () => {
     assert.ok(done[done.length - 1]! > done[0]!, 'the byte count advances');
   });
 
+  test('check and map of a large image draw their bars with -p (check as a percentage, map in bytes of the disk)', async () => {
+    const image = join(dir.path, 'large.vhdx');
+    runOk(VHDX_BIN, ['create', image, '1T', '--block-size', '1M']);
+    const status = join(dir.path, 'scan.status');
+    const command = `'${VHDX_BIN}' check '${image}' -p > /dev/null && '${VHDX_BIN}' map '${image}' -p > /dev/null; echo $? > '${status}'; sleep 30`; // the pane stays to be read
+    runOk('tmux', ['-S', socket, 'new-session', '-d', '-s', 'scan', '-x', '160', '-y', '10', command]);
+    for (let i = 0; !existsSync(status); i++) {
+      assert.ok(i < 100, 'check and map finish');
+      await sleep(200);
+    }
+    await sleep(50);
+    const screen = tmux('capture-pane', '-p', '-t', 'scan').stdout.toString();
+    tmux('kill-session', '-t', 'scan');
+    assert.equal(readFileSync(status, 'utf8').trim(), '0');
+    // A finished bar stays on screen, at 100%.
+    assert.match(screen, /check \[[^\]\n]*\] 100% \| ETA/, screen);
+    assert.match(screen, /map \[[^\]\n]*\] 100% \| 1 TiB \/ 1 TiB \|/, screen);
+  });
+
   test('never drawn when stderr is not a terminal, nor with --no-progress', async () => {
     const err = join(dir.path, 'stderr.txt');
     const piped = await inPane('piped', 4, `'${join(dir.path, 'piped.vhdx')}' --size 32M`, `2> '${err}'`);

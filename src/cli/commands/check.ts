@@ -3,11 +3,12 @@ import { check as checkImage, type CheckReport, type Finding } from '../../ops/c
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { humanSize, usage } from '../args.js';
 import { printJson, writeStdout, JSON_OPTION } from '../output.js';
+import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import type { Command } from '../command.js';
 
 export const check: Command = {
   name: 'check',
-  usage: 'vhdx check FILE [--repair [--cache writeback|unsafe|none]] [--json]',
+  usage: 'vhdx check FILE [--repair [--cache writeback|unsafe|none]] [--json] [-p|--no-progress]',
   examples: `
 vhdx check disk.vhdx                 # report only: nothing is written
 vhdx check disk.vhdx --repair        # replay the log, fix copies and bad BAT entries, reclaim space
@@ -17,6 +18,7 @@ vhdx check disk.vhdx --json | jq .verdict
     repair: { type: 'boolean', short: 'r', description: 'fix what can be fixed without losing reachable data (default: report only)' },
     json: JSON_OPTION,
     cache: CACHE_OPTION,
+    progress: PROGRESS_OPTION,
   },
   positionals: ['FILE'],
   // Like qemu-img check: 0 clean, 2 corruption, 3 leaks only, 1 when the check could not be done.
@@ -25,10 +27,13 @@ vhdx check disk.vhdx --json | jq .verdict
     const cache = cacheOption(values);
     if (cache.cache && !repair) throw usage('--cache applies to --repair (a check alone writes nothing)');
     const backend = await NodeFileBackend.open(file!, { readOnly: !repair, ...cache });
+    // The block table scan is what grows with the disk: a 64 TiB image's table is 512 MiB.
+    const progress = await progressBar(values.progress as boolean | undefined, 'check', { unit: 'fraction' });
     let report: CheckReport;
     try {
-      report = await checkImage(backend, { repair });
+      report = await checkImage(backend, { repair, onProgress: (fraction) => progress.update(fraction, 1) });
     } finally {
+      progress.stop();
       await backend.close();
     }
     if (values.json) {

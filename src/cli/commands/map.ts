@@ -2,11 +2,12 @@ import { openImage } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
 import { writeStdout, JSON_OPTION } from '../output.js';
+import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import type { Command } from '../command.js';
 
 export const map: Command = {
   name: 'map',
-  usage: 'vhdx map FILE [--json] [--parent PATH]',
+  usage: 'vhdx map FILE [--json] [--parent PATH] [-p|--no-progress]',
   examples: `
 vhdx map disk.vhdx
 vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
@@ -14,10 +15,13 @@ vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
   options: {
     json: JSON_OPTION,
     ...PARENT_OPTIONS,
+    progress: PROGRESS_OPTION,
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
     const image = await openImage(file!, { readOnly: true, ...parentOptions(values) });
+    // On stderr, and only on a terminal: the extents on stdout are untouched.
+    const progress = await progressBar(values.progress as boolean | undefined, 'map');
     try {
       // A differencing disk: which layer of the chain serves each run.
       const chain = image.chain();
@@ -41,11 +45,13 @@ vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
           await out.add(`${hex(e.offset)} ${hex(e.length)} ${humanSize(e.length).padStart(10)}  ${e.kind.padEnd(11)} ${e.state.padEnd(17)} ${layered ? `${at.padEnd(12)} ${e.layer}: ${chain[e.layer!]!.backend.name}` : at}\n`);
         }
         count++;
+        progress.update(e.offset + e.length, image.virtualSize);
       }
       if (values.json) await out.add(count === 0 ? ']\n' : '\n]\n');
       else await out.add(`${count} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in the file${layered ? ` (${file}), the rest from ${chain.length - 1} parent layer(s)` : ''}\n`);
       await out.flush();
     } finally {
+      progress.stop();
       await image.close();
     }
   },
