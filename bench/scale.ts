@@ -20,7 +20,8 @@
  *                    (what map does) and `check()` of empty 1, 4, 16 and 64 TiB images, where the BAT
  *                    is all there is to visit: seconds per TiB at each size. Each child first makes
  *                    the same call once on an empty 768 GiB image (a 6 MiB BAT, also read a page at a
- *                    time), so the compiler's warm-up is not counted as the BAT's cost.
+ *                    time), so the compiler's warm-up is not counted as the BAT's cost, then makes
+ *                    the measured call three times and reports the fastest.
  *   map, check       `vhdx map IMG --json` and `vhdx check IMG` at 1, 4, 16 and 64 TiB: seconds, and
  *                    seconds per TiB of virtual disk (the BAT grows linearly with it) past the fixed
  *                    cost of the command (its time on a 1 GiB image: Node start-up, open, output), and
@@ -96,9 +97,16 @@ async function child(mode: string, path: string, warmUp?: string): Promise<void>
       await image.close();
       return { seconds, extents };
     };
-    // One call on the warm-up image first: the compiler's warm-up is a fixed cost, not the BAT's.
+    // One call on the warm-up image first: the compiler's warm-up is a fixed cost, not the BAT's. Then
+    // the best of three calls: a walk of 1 TiB takes about 10 ms, where one stall of the machine
+    // (another process, the CPU's clock rising) would count as much as the table.
     if (warmUp) await once(warmUp);
-    console.log(JSON.stringify(await once(path)));
+    let fastest = await once(path);
+    for (let i = 0; i < 2; i++) {
+      const next = await once(path);
+      if (next.seconds < fastest.seconds) fastest = next;
+    }
+    console.log(JSON.stringify(fastest));
     return;
   }
   const start = process.hrtime.bigint();
