@@ -615,7 +615,21 @@ export class VhdxImage extends ImageReader {
     const to = this.allocator.allocate();
     const chunk = new Uint8Array(Math.min(blockSize, ZERO_CHUNK.length));
     try {
-      for (let done = 0; done < blockSize; done += chunk.length) {
+      // Inside the kernel where the backend can (copy_file_range): no pass through user memory.
+      let copied = 0;
+      while (this.backend.copyFrom && copied < blockSize) {
+        const n = await this.backend.copyFrom(this.backend, from + copied, to + copied, blockSize - copied);
+        if (n <= 0) break;
+        copied += n;
+        this.fileEnd = Math.max(this.fileEnd, to + copied);
+        this.dataSinceSync = true;
+      }
+      if (copied > 0 && copied < blockSize) {
+        // The source ended early (a block cut short by the end of the file): the rest reads as zeros.
+        await this.writeZerosAt(to + copied, blockSize - copied);
+        copied = blockSize;
+      }
+      for (let done = copied; done < blockSize; done += chunk.length) {
         const got = await readFully(this.backend, chunk, from + done);
         chunk.fill(0, got);
         await this.writeAt(chunk, to + done);
