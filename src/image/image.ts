@@ -667,7 +667,8 @@ export class VhdxImage extends ImageReader {
   }
 
   /**
-   * @internal Compaction: when fully present `block` reads as zeros, its entry becomes `state` (ZERO or
+   * @internal Compaction: when `block` lies wholly in this file (fully present, or a differencing
+   * child's partially present block whose bitmap says every sector is here) and reads as zeros, its entry becomes `state` (ZERO or
    * UNMAPPED, both read as zeros in every image type, a differencing child's included: its parent stays
    * hidden) in memory, logged at the next flush, and its space is released (reusable only after that
    * flush). The block is read inside the change queue, so no write can slip in between the test and
@@ -676,10 +677,11 @@ export class VhdxImage extends ImageReader {
   reclaimZeroBlock(block: number, state: typeof PAYLOAD_BLOCK_ZERO | typeof PAYLOAD_BLOCK_UNMAPPED, buffer: Uint8Array): Promise<boolean> {
     if (this.fixed) return Promise.reject(new VhdxError('INVALID_ARGUMENT', 'a fixed image keeps every block allocated', { file: this.backend.name }));
     let reclaimed = false;
-    return this.change(block * this.blockSize, 0, () =>
-      this.layout.bat.withBlocks(block, block, async () => {
-        const { bat } = this.layout;
-        if (bat.blockState(block) !== PAYLOAD_BLOCK_FULLY_PRESENT) return;
+    return this.change(block * this.blockSize, 0, async () => {
+      const { bat } = this.layout;
+      const release = await bat.pinBlocks(block, block, this.differencing);
+      try {
+        if (!(await this.wholeBlockInFile(block))) return;
         const offset = bat.blockOffset(block);
         if (!(await fileRangeIsZero(this.backend, offset, this.blockSize, buffer))) return;
         await this.beginChange();
@@ -687,8 +689,27 @@ export class VhdxImage extends ImageReader {
         this.markBatDirty(block);
         this.allocator.release(offset);
         reclaimed = true;
-      }),
-    ).then(() => reclaimed);
+      } finally {
+        release();
+      }
+    }).then(() => reclaimed);
+  }
+
+  /**
+   * Whether every sector of `block` is served by this file: fully present, or (differencing) partially
+   * present with every bit of its sector bitmap set. Its entries must be pinned, bitmaps included.
+   */
+  private async wholeBlockInFile(block: number): Promise<boolean> {
+    const state = this.layout.bat.blockState(block);
+    if (state === PAYLOAD_BLOCK_FULLY_PRESENT) return true;
+    if (state !== PAYLOAD_BLOCK_PARTIALLY_PRESENT || !this.differencing) return false;
+    const { chunkRatio } = this.layout.geometry;
+    const bitmap = await this.layout.sectorBitmaps.get(Math.floor(block / chunkRatio));
+    if (!bitmap) return false;
+    const bytesPerBlock = this.blockSize / this.layout.metadata.logicalSectorSize / 8;
+    const first = (block % chunkRatio) * bytesPerBlock;
+    for (let i = first; i < first + bytesPerBlock; i++) if (bitmap[i] !== 0xff) return false;
+    return true;
   }
 
   /** @internal For compaction: the lowest free place a block could move to, or null when only the end is left. */

@@ -121,7 +121,7 @@ export async function compact(backend: Backend, options: CompactOptions = {}): P
       const buffer = copyBuffer(Math.min(blockSize, 4 * MiB));
       for (const b of await image.presentBlocks()) {
         if (options.signal?.aborted) throw options.signal.reason;
-        if (b.state !== PAYLOAD_BLOCK_FULLY_PRESENT) continue;
+        if (b.state !== PAYLOAD_BLOCK_FULLY_PRESENT && type !== 'differencing') continue;
         if (await image.reclaimZeroBlock(b.block, PAYLOAD_BLOCK_ZERO, buffer)) report.zeroBlocks++;
         options.onProgress?.((done += blockSize), total);
       }

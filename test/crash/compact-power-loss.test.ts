@@ -85,3 +85,54 @@ describe('power loss at every step of a compaction', () => {
     });
   }
 });
+
+describe('compaction stopped and differencing children', () => {
+  test('an abort between blocks keeps the moves made, closes the image clean, and a second run finishes', async () => {
+    const { bytes, content } = await makeImage('dynamic');
+    const backend = new MemoryBackend(bytes.slice());
+    const controller = new AbortController();
+    const reason = new Error('stop');
+    let calls = 0;
+    const stopping = compact(backend, { signal: controller.signal, onProgress: () => ++calls === 9 && controller.abort(reason) });
+    await assert.rejects(stopping, (e: unknown) => e === reason);
+    const stopped = await VhdxImage.open(new MemoryBackend(backend.contents().slice(), { readOnly: true }));
+    assert.equal(stopped.info().logState, 'empty', 'closed clean');
+    await stopped.close();
+    await verify(backend.contents().slice(), content, 'after the abort');
+    const finished = await compact(backend);
+    assert.ok(finished.fileSizeAfter < bytes.length, `file ${bytes.length} -> ${finished.fileSizeAfter}`);
+    await verify(backend.contents().slice(), content, 'after the second run');
+  });
+
+  test('a zero block of a differencing child still hides its parent after compaction, and a compacted parent keeps its children valid', async () => {
+    const parentBackend = new MemoryBackend();
+    await create(parentBackend, { virtualSize: 4 * MiB, blockSize: MiB });
+    const parentWriter = await VhdxImage.open(parentBackend, { readOnly: false });
+    await parentWriter.write(0, new Uint8Array(3 * MiB).fill(0x5a));
+    await parentWriter.write(3 * MiB, new Uint8Array(MiB)); // a zero block the parent's compaction unmaps
+    await parentWriter.close();
+    const parent = await VhdxImage.open(new MemoryBackend(parentBackend.contents().slice(), { readOnly: true }));
+    const childBackend = new MemoryBackend();
+    await create(childBackend, { virtualSize: 4 * MiB, blockSize: MiB, parent: { image: parent, relativePath: 'p.vhdx', absolutePath: '/p.vhdx' } });
+    const child = await VhdxImage.open(childBackend, { readOnly: false, parent });
+    await child.write(MiB, new Uint8Array(MiB)); // a whole block of zeros over the parent's 0x5a
+    await child.write(2 * MiB, new Uint8Array(MiB).fill(1));
+    await child.close();
+    const report = await compact(childBackend);
+    assert.equal(report.type, 'differencing');
+    assert.equal(report.zeroBlocks, 1);
+    await parent.close();
+    // Compacting the parent keeps its DataWriteGuid: the child still accepts it (the open checks the linkage).
+    assert.equal((await compact(parentBackend)).zeroBlocks, 1);
+    const compacted = await VhdxImage.open(new MemoryBackend(parentBackend.contents().slice(), { readOnly: true }));
+    const reader = await VhdxImage.open(new MemoryBackend(childBackend.contents().slice(), { readOnly: true }), { parent: compacted });
+    const seen = await reader.read(0, 4 * MiB);
+    const expected = new Uint8Array(4 * MiB).fill(0x5a);
+    expected.fill(0, MiB, 2 * MiB);
+    expected.fill(1, 2 * MiB, 3 * MiB);
+    expected.fill(0, 3 * MiB);
+    assert.ok(equal(seen, expected), 'the child reads its zeros, its data and the parent elsewhere');
+    await reader.close();
+    await compacted.close();
+  });
+});
