@@ -3,13 +3,12 @@
  * `ops/compact.ts`; this module parses the options, shows progress and stops cleanly on a signal (the
  * moves done so far are kept: they are durable and the image is closed clean).
  */
-import { NodeFileBackend } from '../../node/file-backend.js';
 import { compact as compactImage, type CompactReport } from '../../ops/compact.js';
 import { humanSize, usage } from '../args.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
-import { Interrupted, interruptible } from '../interrupt.js';
+import { inPlace } from '../in-place.js';
 import { printJson, writeStdout, JSON_OPTION } from '../output.js';
-import { PROGRESS_OPTION, progressBar } from '../progress.js';
+import { PROGRESS_OPTION } from '../progress.js';
 import type { Command } from '../command.js';
 
 export const compact: Command = {
@@ -36,29 +35,10 @@ vhdx compact fixed.vhdx --to-dynamic   # a fixed image becomes dynamic in place,
     const dryRun = Boolean(values['dry-run']);
     const cache = cacheOption(values);
     if (dryRun && cache.cache) throw usage('--cache applies to a compaction that writes (not --dry-run)');
-    const stop = interruptible();
-    const progress = await progressBar(values.progress as boolean | undefined, 'compact');
-    const backend = await NodeFileBackend.open(file!, { readOnly: dryRun, ...cache });
-    let report: CompactReport;
-    try {
-      report = await compactImage(backend, {
-        mode,
-        dryRun,
-        toDynamic: Boolean(values['to-dynamic']),
-        signal: stop.signal,
-        onProgress: (done, total) => progress.update(done, total),
-      });
-    } catch (error) {
-      if (error instanceof Interrupted) {
-        error.file = file;
-        error.message += '; stopped at a safe point: the blocks moved so far are kept and the image is closed clean (run compact again to finish)';
-      }
-      throw error;
-    } finally {
-      progress.stop();
-      stop.dispose();
-      await backend.close();
-    }
+    const stopped = 'stopped at a safe point: the blocks moved so far are kept and the image is closed clean (run compact again to finish)';
+    const report = await inPlace(file!, { readOnly: dryRun, ...cache }, values.progress as boolean | undefined, 'compact', stopped, ({ backend, signal, onProgress }) =>
+      compactImage(backend, { mode, dryRun, toDynamic: Boolean(values['to-dynamic']), signal, onProgress }),
+    );
     if (values.json) return await printJson(report);
     await writeStdout(render(report));
   },

@@ -2,13 +2,12 @@
  * `vhdx resize`: changes the virtual size of an image in place (Resize-VHD). The work and its
  * crash-safety are in `ops/resize.ts`; a shrink that would drop data is refused unless `--shrink`.
  */
-import { NodeFileBackend } from '../../node/file-backend.js';
-import { resize as resizeImage, type ResizeReport } from '../../ops/resize.js';
+import { resize as resizeImage } from '../../ops/resize.js';
 import { humanSize, parseSize } from '../args.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
-import { Interrupted, interruptible } from '../interrupt.js';
+import { inPlace } from '../in-place.js';
 import { printJson, writeStdout, JSON_OPTION } from '../output.js';
-import { PROGRESS_OPTION, progressBar } from '../progress.js';
+import { PROGRESS_OPTION } from '../progress.js';
 import type { Command } from '../command.js';
 
 export const resize: Command = {
@@ -28,23 +27,9 @@ vhdx resize disk.vhdx 20G --shrink     # shrink even so: the data past 20G is dr
   positionals: ['FILE', 'SIZE'],
   async run({ positionals: [file, sizeText], values }) {
     const size = parseSize(sizeText!, 'SIZE');
-    const stop = interruptible();
-    const progress = await progressBar(values.progress as boolean | undefined, 'resize');
-    const backend = await NodeFileBackend.open(file!, { readOnly: false, ...cacheOption(values) });
-    let report: ResizeReport;
-    try {
-      report = await resizeImage(backend, size, { shrink: Boolean(values.shrink), signal: stop.signal, onProgress: (d, t) => progress.update(d, t) });
-    } catch (error) {
-      if (error instanceof Interrupted) {
-        error.file = file;
-        error.message += '; the image keeps its old size';
-      }
-      throw error;
-    } finally {
-      progress.stop();
-      stop.dispose();
-      await backend.close();
-    }
+    const report = await inPlace(file!, { readOnly: false, ...cacheOption(values) }, values.progress as boolean | undefined, 'resize', 'the image keeps its old size', ({ backend, signal, onProgress }) =>
+      resizeImage(backend, size, { shrink: Boolean(values.shrink), signal, onProgress }),
+    );
     if (values.json) return await printJson(report);
     const lines = [`${file}: ${report.type} image resized from ${humanSize(report.virtualSizeBefore)} to ${humanSize(report.virtualSizeAfter)} (${report.virtualSizeAfter} bytes)`];
     if (report.bat !== 'unchanged') lines.push(`  BAT region ${report.bat === 'relocated' ? 'moved to the end of the file' : 'grown in place'}`);
