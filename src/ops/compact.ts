@@ -158,7 +158,7 @@ export async function compact(backend: Backend, options: CompactOptions = {}): P
 
 /** Fixed to dynamic: LeaveBlockAllocated cleared through the log, in one entry. */
 async function toDynamic(backend: Backend): Promise<void> {
-  const edit = await LayoutEdit.open(backend);
+  const edit = await LayoutEdit.open(backend, { visible: false });
   const { blockSize, hasParent } = edit.layout.metadata;
   const sectors = await edit.metadataItemSectors(METADATA_FILE_PARAMETERS, encodeFileParameters({ blockSize, leaveBlockAllocated: false, hasParent }));
   await edit.commit(sectors, { atomic: true });
@@ -194,7 +194,7 @@ async function planCompaction(backend: Backend, layout: OpenedLayout, mode: Comp
       if (state !== PAYLOAD_BLOCK_FULLY_PRESENT) continue;
       scanBlocks++;
       // A real run reads every block anyway: only a dry run (or a fixed image) reads them here.
-      if ((options.dryRun || layout.metadata.leaveBlockAllocated) && (await fileRangeIsZero(backend, r.start, blockSize, buffer))) zero.add(block);
+      if ((options.dryRun || (layout.metadata.leaveBlockAllocated && !options.toDynamic)) && (await fileRangeIsZero(backend, r.start, blockSize, buffer))) zero.add(block);
     }
   }
   const kept = used.filter((r) => r.block === undefined || !zero.has(r.block));

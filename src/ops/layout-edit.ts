@@ -31,14 +31,19 @@ export class LayoutEdit {
   private constructor(
     readonly backend: Backend,
     readonly layout: OpenedLayout,
+    private readonly visible: boolean,
   ) {
     this.log = new LogWriter(backend, layout.headerWriter, layout.header.logOffset, layout.header.logLength);
     this.fileEnd = layout.fileSize;
   }
 
-  /** A writable open (a dirty log is replayed first, so the file holds the current metadata). */
-  static async open(backend: Backend): Promise<LayoutEdit> {
-    return new LayoutEdit(backend, await openLayout(backend, { readOnly: false }));
+  /**
+   * A writable open (a dirty log is replayed first, so the file holds the current metadata). `visible`
+   * (default true) says the edit changes what readers see, so the session gets a new DataWriteGuid;
+   * an edit readers cannot see (fixed to dynamic) keeps it, and children of the image stay valid.
+   */
+  static async open(backend: Backend, options: { visible?: boolean } = {}): Promise<LayoutEdit> {
+    return new LayoutEdit(backend, await openLayout(backend, { readOnly: false }), options.visible ?? true);
   }
 
   get file(): string {
@@ -56,12 +61,12 @@ export class LayoutEdit {
   }
 
   /**
-   * §3.4: one header update with a fresh FileWriteGuid, and a fresh DataWriteGuid since what readers see
+   * §3.4: one header update with a fresh FileWriteGuid, and a fresh DataWriteGuid when what readers see
    * changes (a new size), before anything else is written.
    */
   async begin(): Promise<void> {
     if (this.begun) return;
-    await this.layout.headerWriter.update({ fileWriteGuid: randomGuid(), dataWriteGuid: randomGuid() });
+    await this.layout.headerWriter.update(this.visible ? { fileWriteGuid: randomGuid(), dataWriteGuid: randomGuid() } : { fileWriteGuid: randomGuid() });
     this.begun = true;
   }
 
