@@ -21,3 +21,5 @@ export { compareDisks, type CompareOptions, type CompareResult } from './ops/com
 export { rawSource, vhdxSource, streamSource, type DiskSource } from './ops/source.js';
 export { check, type CheckReport, type CheckOptions, type Finding, type FindingCode, type Repair, type Severity } from './ops/check.js';
 export { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
+export { compact, type CompactOptions, type CompactReport, type CompactMode } from './ops/compact.js';
+export { resize, type ResizeOptions, type ResizeReport } from './ops/resize.js';

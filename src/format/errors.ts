@@ -22,6 +22,7 @@ export type VhdxErrorCode =
   | 'READ_ONLY' // a write was attempted on an image opened read-only
   | 'LOCKED' // the image is already open for writing (this process or another)
   | 'INVALID_ARGUMENT' // a caller-supplied value is not acceptable
+  | 'WOULD_LOSE_DATA' // an operation asked for would drop data a reader can still see (a shrink over data)
   | 'IO' // the operating system refused an operation
   | 'NOT_FOUND' // a file does not exist
   | 'UNSUPPORTED' // a legal file using something this version does not implement

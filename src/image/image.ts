@@ -12,7 +12,7 @@
  *    entry (`LogWriter`). Writes into present blocks go in place and need no log.
  * 4. Space a BAT change frees is reused only after that change is durable (`BlockAllocator.release`).
  */
-import { MiB } from '../format/bytes.js';
+import { isAllZero, MiB } from '../format/bytes.js';
 import {
   BAT_ENTRY_SIZE,
   PAYLOAD_BLOCK_FULLY_PRESENT,
@@ -73,7 +73,8 @@ export class VhdxImage extends ImageReader {
   /**
    * @internal Repair's way in: a writable image over a layout opened with `collectBatProblems`, whose BAT may
    * still hold the bad entries repair is about to clear (only `clearBatEntry`, `relocateBlock`,
-   * `lowestFreeBlock` and `close` are meant for it).
+   * `lowestFreeBlock` and `close` are meant for it). Compaction comes in the same way, over a plain
+   * writable layout, because it too goes on with the file (it cuts the tail) after closing the image.
    */
   static overLayout(backend: Backend, layout: OpenedLayout): VhdxImage {
     const image = new VhdxImage(backend, layout, false, false, null);
@@ -614,7 +615,21 @@ export class VhdxImage extends ImageReader {
     const to = this.allocator.allocate();
     const chunk = new Uint8Array(Math.min(blockSize, ZERO_CHUNK.length));
     try {
-      for (let done = 0; done < blockSize; done += chunk.length) {
+      // Inside the kernel where the backend can (copy_file_range): no pass through user memory.
+      let copied = 0;
+      while (this.backend.copyFrom && copied < blockSize) {
+        const n = await this.backend.copyFrom(this.backend, from + copied, to + copied, blockSize - copied);
+        if (n <= 0) break;
+        copied += n;
+        this.fileEnd = Math.max(this.fileEnd, to + copied);
+        this.dataSinceSync = true;
+      }
+      if (copied > 0 && copied < blockSize) {
+        // The source ended early (a block cut short by the end of the file): the rest reads as zeros.
+        await this.writeZerosAt(to + copied, blockSize - copied);
+        copied = blockSize;
+      }
+      for (let done = copied; done < blockSize; done += chunk.length) {
         const got = await readFully(this.backend, chunk, from + done);
         chunk.fill(0, got);
         await this.writeAt(chunk, to + done);
@@ -627,6 +642,74 @@ export class VhdxImage extends ImageReader {
     this.markBatDirty(block);
     if (releaseOld) this.allocator.release(from);
     return { from, to };
+  }
+
+  /**
+   * @internal Compaction: every payload block that has space in the file (fully or partially present),
+   * with its file offset, from the BAT as this session holds it (visited a page at a time).
+   */
+  presentBlocks(): Promise<{ block: number; offset: number; state: number }[]> {
+    if (this.readOnly) return Promise.reject(notWritable(this.backend.name));
+    const out: { block: number; offset: number; state: number }[] = [];
+    return this.exclusive(async () => {
+      const { bat, geometry } = this.layout;
+      await bat.forEachPage((first, end) => {
+        for (let index = first; index < end; index++) {
+          if (isSectorBitmapEntryIndex(index, geometry.chunkRatio)) continue;
+          const block = index - Math.floor(index / (geometry.chunkRatio + 1));
+          if (block >= geometry.payloadBlocks) break;
+          const state = bat.entryState(index);
+          if (state === PAYLOAD_BLOCK_FULLY_PRESENT || state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) out.push({ block, offset: bat.entryOffset(index), state });
+        }
+      });
+      return out;
+    });
+  }
+
+  /**
+   * @internal Compaction: when `block` lies wholly in this file (fully present, or a differencing
+   * child's partially present block whose bitmap says every sector is here) and reads as zeros, its entry becomes `state` (ZERO or
+   * UNMAPPED, both read as zeros in every image type, a differencing child's included: its parent stays
+   * hidden) in memory, logged at the next flush, and its space is released (reusable only after that
+   * flush). The block is read inside the change queue, so no write can slip in between the test and
+   * the change. Resolves to whether the block was reclaimed. Fixed images keep every block.
+   */
+  reclaimZeroBlock(block: number, state: typeof PAYLOAD_BLOCK_ZERO | typeof PAYLOAD_BLOCK_UNMAPPED, buffer: Uint8Array): Promise<boolean> {
+    if (this.fixed) return Promise.reject(new VhdxError('INVALID_ARGUMENT', 'a fixed image keeps every block allocated', { file: this.backend.name }));
+    let reclaimed = false;
+    return this.change(block * this.blockSize, 0, async () => {
+      const { bat } = this.layout;
+      const release = await bat.pinBlocks(block, block, this.differencing);
+      try {
+        if (!(await this.wholeBlockInFile(block))) return;
+        const offset = bat.blockOffset(block);
+        if (!(await fileRangeIsZero(this.backend, offset, this.blockSize, buffer))) return;
+        await this.beginChange();
+        bat.setBlock(block, state, 0);
+        this.markBatDirty(block);
+        this.allocator.release(offset);
+        reclaimed = true;
+      } finally {
+        release();
+      }
+    }).then(() => reclaimed);
+  }
+
+  /**
+   * Whether every sector of `block` is served by this file: fully present, or (differencing) partially
+   * present with every bit of its sector bitmap set. Its entries must be pinned, bitmaps included.
+   */
+  private async wholeBlockInFile(block: number): Promise<boolean> {
+    const state = this.layout.bat.blockState(block);
+    if (state === PAYLOAD_BLOCK_FULLY_PRESENT) return true;
+    if (state !== PAYLOAD_BLOCK_PARTIALLY_PRESENT || !this.differencing) return false;
+    const { chunkRatio } = this.layout.geometry;
+    const bitmap = await this.layout.sectorBitmaps.get(Math.floor(block / chunkRatio));
+    if (!bitmap) return false;
+    const bytesPerBlock = this.blockSize / this.layout.metadata.logicalSectorSize / 8;
+    const first = (block % chunkRatio) * bytesPerBlock;
+    for (let i = first; i < first + bytesPerBlock; i++) if (bitmap[i] !== 0xff) return false;
+    return true;
   }
 
   /** @internal For compaction: the lowest free place a block could move to, or null when only the end is left. */
@@ -652,4 +735,18 @@ export class VhdxImage extends ImageReader {
     this.queue = run.catch(() => undefined);
     return run;
   }
+}
+
+/**
+ * Whether the file bytes [offset, offset + length) are all zeros, read `buffer.length` bytes at a time
+ * (stopping at the first piece that is not); bytes past the end of the file count as zeros.
+ */
+export async function fileRangeIsZero(backend: Backend, offset: number, length: number, buffer: Uint8Array): Promise<boolean> {
+  for (let done = 0; done < length; done += buffer.length) {
+    const piece = buffer.subarray(0, Math.min(buffer.length, length - done));
+    const got = await readFully(backend, piece, offset + done);
+    if (!isAllZero(piece.subarray(0, got))) return false;
+    if (got < piece.length) return true;
+  }
+  return true;
 }

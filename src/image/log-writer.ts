@@ -46,6 +46,11 @@ export class LogWriter {
     this.maxDataSectorsPerEntry = n;
   }
 
+  /** Most sectors one entry carries: a commit of up to this many is atomic (one entry, replayed whole or not at all). */
+  get sectorsPerEntry(): number {
+    return this.maxDataSectorsPerEntry;
+  }
+
   get canLog(): boolean {
     return this.maxDataSectorsPerEntry > 0;
   }

@@ -61,22 +61,13 @@ async function inspect(backend: Backend, onProgress?: (fraction: number) => void
         findings.push({ severity: 'corruption', code: 'HEADER_COPY_BAD', message: `header copy ${i + 1} is unusable: ${c.problem}`, offset: HEADER_OFFSETS[i], length: 4096, repairable: true });
       }
     });
-    const tables: (Uint8Array | null)[] = [];
-    for (const [i, offset] of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET].entries()) {
+    const raws: Uint8Array[] = [];
+    for (const offset of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) {
       const raw = new Uint8Array(REGION_TABLE_SIZE);
       await readFully(backend, raw, offset);
-      try {
-        decodeRegionTable(raw);
-        tables.push(raw);
-      } catch (error) {
-        if (!(error instanceof VhdxError)) throw error;
-        tables.push(null);
-        findings.push({ severity: 'corruption', code: 'REGION_TABLE_COPY_BAD', message: `region table copy ${i + 1} is unusable: ${error.message}`, offset, length: REGION_TABLE_SIZE, repairable: true });
-      }
+      raws.push(raw);
     }
-    if (tables[0] && tables[1] && !equalBytes(tables[0], tables[1])) {
-      findings.push({ severity: 'corruption', code: 'REGION_TABLES_DIFFER', message: 'the two region table copies differ (copy 1 is used)', offset: REGION_TABLE2_OFFSET, length: REGION_TABLE_SIZE, repairable: true });
-    }
+    findings.push(...regionTableFindings(raws));
   }
 
   let layout: OpenedLayout;
@@ -89,6 +80,21 @@ async function inspect(backend: Backend, onProgress?: (fraction: number) => void
     return summarize(file, findings);
   }
 
+  if (layout.overlay) {
+    // A log not yet replayed may be rewriting the region tables (a BAT region grown or moved): they are
+    // judged as every reader sees them, with the log applied, not as a crash left them half written.
+    const raws: Uint8Array[] = [];
+    for (const offset of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) {
+      const raw = new Uint8Array(REGION_TABLE_SIZE);
+      await readFully(backend, raw, offset);
+      layout.overlay.patch(raw, offset);
+      raws.push(raw);
+    }
+    const isRegionFinding = (f: Finding): boolean => f.code === 'REGION_TABLE_COPY_BAD' || f.code === 'REGION_TABLES_DIFFER';
+    const kept = findings.filter((f) => !isRegionFinding(f));
+    findings.length = 0;
+    findings.push(...kept, ...regionTableFindings(raws));
+  }
   if (layout.logState === 'replayed-in-memory') {
     findings.push({ severity: 'warning', code: 'LOG_REPLAY_NEEDED', message: 'the log holds committed changes not yet written in place (normal after a crash; any writable open replays them)', offset: layout.header.logOffset, repairable: true });
   } else if (layout.logState === 'uncommitted') {
@@ -135,6 +141,27 @@ async function inspect(backend: Backend, onProgress?: (fraction: number) => void
     });
   }
   return summarize(file, findings, layout.logState);
+}
+
+/** Each region table copy judged on its own, then the two compared. */
+function regionTableFindings(raws: Uint8Array[]): Finding[] {
+  const findings: Finding[] = [];
+  const tables: (Uint8Array | null)[] = [];
+  raws.forEach((raw, i) => {
+    const offset = i === 0 ? REGION_TABLE1_OFFSET : REGION_TABLE2_OFFSET;
+    try {
+      decodeRegionTable(raw);
+      tables.push(raw);
+    } catch (error) {
+      if (!(error instanceof VhdxError)) throw error;
+      tables.push(null);
+      findings.push({ severity: 'corruption', code: 'REGION_TABLE_COPY_BAD', message: `region table copy ${i + 1} is unusable: ${error.message}`, offset, length: REGION_TABLE_SIZE, repairable: true });
+    }
+  });
+  if (tables[0] && tables[1] && !equalBytes(tables[0], tables[1])) {
+    findings.push({ severity: 'corruption', code: 'REGION_TABLES_DIFFER', message: 'the two region table copies differ (copy 1 is used)', offset: REGION_TABLE2_OFFSET, length: REGION_TABLE_SIZE, repairable: true });
+  }
+  return findings;
 }
 
 /** Ranges nothing references: whole MiBs between used ranges, and everything after the last one. */
