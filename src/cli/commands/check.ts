@@ -1,4 +1,4 @@
-import { NodeFileBackend } from '../../node/file-backend.js';
+import { openBackend } from '../../node/paths.js';
 import { check as checkImage, type CheckReport, type Finding } from '../../ops/check.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { humanSize, usage } from '../args.js';
@@ -24,7 +24,7 @@ vhdx check disk.vhdx --json | jq .verdict
     const repair = Boolean(values.repair);
     const cache = cacheOption(values);
     if (cache.cache && !repair) throw usage('--cache applies to --repair (a check alone writes nothing)');
-    const backend = await NodeFileBackend.open(file!, { readOnly: !repair, ...cache });
+    const backend = await openBackend(file!, { readOnly: !repair, ...cache }); // a URL is read over HTTP (no --repair)
     let report: CheckReport;
     try {
       report = await checkImage(backend, { repair });
