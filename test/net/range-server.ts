@@ -29,6 +29,8 @@ export interface RangeServerStats {
   bytes: number;
   /** Requests answered 206. */
   ranges: number;
+  /** Most requests being answered at once. */
+  maxConcurrent: number;
   /** Request headers of the last request, for tests of what the client sends. */
   lastHeaders: Record<string, string | string[] | undefined>;
 }
@@ -45,7 +47,7 @@ export interface RangeServer {
 }
 
 function emptyStats(): RangeServerStats {
-  return { requests: 0, bytes: 0, ranges: 0, lastHeaders: {} };
+  return { requests: 0, bytes: 0, ranges: 0, maxConcurrent: 0, lastHeaders: {} };
 }
 
 export async function startRangeServer(): Promise<RangeServer> {
@@ -56,7 +58,11 @@ export async function startRangeServer(): Promise<RangeServer> {
   let sinceSet = 0;
   const sockets = new Set<Socket>();
 
+  let active = 0;
   const server = createServer((req, res) => {
+    active++;
+    stats.maxConcurrent = Math.max(stats.maxConcurrent, active);
+    res.on('close', () => active--);
     handle(req, res).catch(() => res.destroy());
   });
   server.on('connection', (socket) => {
