@@ -9,6 +9,7 @@ export { VhdxError, isVhdxError, type VhdxErrorCode } from './format/errors.js';
 export { writeZeros, withoutFlush, CACHE_MODES, type Backend, type CacheMode } from './io/backend.js';
 export { MemoryBackend } from './io/memory.js';
 export { BlobBackend } from './io/blob.js';
+export { HttpBackend, redactUrl, isHttpUrl, type HttpBackendOptions, type HttpStats } from './io/http.js';
 export { PowerLossBackend, PowerCut, type CrashModel } from './io/power-loss.js';
 export { VhdxImage, type ImageInfo, type Extent, type ExtentKind, type ImageType, type PlannedRange } from './image/image.js';
 export type { OpenOptions, LogState } from './image/open.js';

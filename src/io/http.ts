@@ -39,7 +39,7 @@ export interface HttpBackendOptions {
   timeoutMs?: number;
   /** Tries per request, the first included (default 6). */
   maxAttempts?: number;
-  /** The first retry waits about this long (default 200 ms); each next one twice as long, with jitter, at most 10 s. */
+  /** The first retry waits about this long (default 100 ms); each next one twice as long, with jitter, at most 10 s. */
   retryDelayMs?: number;
   /** Extra request headers (an `Authorization` header, `x-ms-version`...). */
   headers?: Record<string, string>;
@@ -145,7 +145,7 @@ export class HttpBackend implements Backend {
     this.limiter = new Limiter(positive(options.maxParallel ?? 6, 'maxParallel'));
     this.timeoutMs = positive(options.timeoutMs ?? 30_000, 'timeoutMs');
     this.maxAttempts = positive(options.maxAttempts ?? 6, 'maxAttempts');
-    this.retryDelayMs = Math.max(0, options.retryDelayMs ?? 200);
+    this.retryDelayMs = Math.max(0, options.retryDelayMs ?? 100);
   }
 
   /**
