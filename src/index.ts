@@ -1,6 +1,7 @@
 /**
  * The core of the vhdx library (`vhdx`): codecs, the backend contract and the backends that need no
- * operating system (memory, Blob, the power-loss simulator), images, and whole-image operations. No
+ * operating system (memory, Blob, HTTP Range requests through `fetch`, the power-loss simulator),
+ * images, and whole-image operations. No
  * module reachable from here imports `node:*` or uses a Node-only global (`test/layering.test.ts`), so
  * it bundles for a browser or a worker. Files, streams, parent chains found by path and the NBD server
  * are in the Node entry, `vhdx/node` (`src/node/index.ts`), which also re-exports all of this.
