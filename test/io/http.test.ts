@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { VhdxError } from '../../src/format/errors.js';
@@ -170,5 +172,55 @@ describe('HttpBackend', () => {
     // A parent that is not there: the hint names --parent.
     server.serve('/alone/child.vhdx', child);
     await rejectsWith(() => openImage(`${server.origin}/alone/child.vhdx?${SECRET}`), 'NOT_FOUND', /parent .*base\.vhdx\?REDACTED: no such object.*--parent/);
+  });
+
+  test('a hostile server: bad or lying Content-Range, a body longer than asked; nothing allocated from it', async () => {
+    let answer: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
+    const liar = createServer((req, res) => answer(req, res));
+    await new Promise<void>((resolve) => liar.listen(0, '127.0.0.1', resolve));
+    const liarUrl = `http://127.0.0.1:${(liar.address() as AddressInfo).port}/x?${SECRET}`;
+    const honest = (req: IncomingMessage, res: ServerResponse): void => {
+      const [, a, b] = /bytes=(\d+)-(\d+)/.exec(req.headers.range!)!;
+      const first = Number(a);
+      const last = Math.min(Number(b), bytes.length - 1);
+      res.writeHead(206, { 'Content-Range': `bytes ${first}-${last}/${bytes.length}`, ETag: '"1"' });
+      res.end(bytes.subarray(first, last + 1));
+    };
+    try {
+      // A size past 2^53, a range past the size, no Content-Range: refused at open.
+      for (const contentRange of ['bytes 0-65535/99999999999999999', 'bytes 0-65535/1000', undefined]) {
+        answer = (_req, res) => {
+          res.writeHead(206, contentRange ? { 'Content-Range': contentRange } : {});
+          res.end(bytes.subarray(0, 65536));
+        };
+        await rejectsWith(() => HttpBackend.open(liarUrl, { pieceSize: 64 * KiB }), 'REMOTE', /bad Content-Range/);
+      }
+      // Other bytes than asked for.
+      answer = honest;
+      const backend = await HttpBackend.open(liarUrl, { pieceSize: 64 * KiB, cacheBytes: 0 });
+      answer = (_req, res) => {
+        res.writeHead(206, { 'Content-Range': `bytes 0-4095/${bytes.length}`, ETag: '"1"' });
+        res.end(bytes.subarray(0, 4096));
+      };
+      await rejectsWith(() => backend.read(new Uint8Array(4096), MiB), 'REMOTE', /asked for bytes 1048576-1052671, the server sent 0-4095/);
+      // A body longer than its range (chunked, so no length to hold it to): stopped at what was asked.
+      answer = (req, res) => {
+        const first = Number(/bytes=(\d+)-/.exec(req.headers.range!)![1]);
+        res.writeHead(206, { 'Content-Range': `bytes ${first}-${first + 4095}/${bytes.length}`, ETag: '"1"', 'Transfer-Encoding': 'chunked' });
+        res.write(bytes.subarray(first, first + 4096));
+        res.end(new Uint8Array(MiB));
+      };
+      await rejectsWith(() => backend.read(new Uint8Array(4096), MiB), 'REMOTE', /sent more than the 4096 bytes asked for/);
+      // The size moved: the object changed.
+      answer = (_req, res) => {
+        res.writeHead(206, { 'Content-Range': `bytes ${MiB}-${MiB + 4095}/${bytes.length + 1}`, ETag: '"1"' });
+        res.end(bytes.subarray(MiB, MiB + 4096));
+      };
+      await rejectsWith(() => backend.read(new Uint8Array(4096), MiB), 'CHANGED', /size went from/);
+      await backend.close();
+    } finally {
+      liar.closeAllConnections();
+      await new Promise<void>((resolve) => liar.close(() => resolve()));
+    }
   });
 });
