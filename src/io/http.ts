@@ -253,7 +253,10 @@ export class HttpBackend implements Backend {
         throw new Transient(controller.signal.aborted ? `no answer within ${this.timeoutMs} ms` : `connection failed (${causeOf(error)})`);
       }
       const expected = this.checkAnswer(response, start, length);
-      if (expected === null) return new Uint8Array(0);
+      if (expected === null) {
+        await response.body?.cancel();
+        return new Uint8Array(0);
+      }
       const into = target ?? new Uint8Array(expected);
       await this.readBody(response, into, controller);
       return into;

@@ -110,6 +110,17 @@ describe('HttpBackend', () => {
     await rejectsWith(() => HttpBackend.open('ftp://host/x?sig=TOPSECRET'), 'INVALID_ARGUMENT', /not an http or https URL/);
   });
 
+  test('an empty object opens with size 0 (416 to the first range) and reads nothing', async () => {
+    const empty = join(dir.path, 'empty.bin');
+    writeFileSync(empty, new Uint8Array(0));
+    server.serve('/empty.bin', empty);
+    server.set({});
+    const backend = await HttpBackend.open(`${server.origin}/empty.bin`);
+    assert.equal(await backend.size(), 0);
+    assert.equal(await backend.read(new Uint8Array(512), 0), 0);
+    await backend.close();
+  });
+
   test('an object that changes mid-read is CHANGED: by If-Match (412), or by the ETag of the answer', async () => {
     for (const switches of [{ changeAfter: 1 }, { changeAfter: 1, ignoreIfMatch: true }]) {
       server.set(switches);
