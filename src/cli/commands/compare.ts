@@ -2,6 +2,7 @@ import { openDisk } from '../../node/paths.js';
 import { compareDisks } from '../../ops/compare.js';
 import { rawSource, vhdxSource, type DiskSource } from '../../ops/source.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
+import { isHttpUrl } from '../../io/http.js';
 import { printJson, shownPath, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
@@ -40,6 +41,8 @@ vhdx compare a.vhdx b.vhdx --json | jq .firstDifference
       disks.push(await openSource(pathB!));
       result = await compareDisks(disks[0]!.source, disks[1]!.source, {
         strict,
+        // Over HTTP each chunk is split into parallel requests: larger chunks keep more in flight.
+        ...(isHttpUrl(pathA!) || isHttpUrl(pathB!) ? { chunkSize: 8 * 1024 * 1024 } : {}),
         onProgress: (done, total) => progress.update(done, total),
       });
     } finally {
