@@ -87,6 +87,10 @@ describe('HttpBackend', () => {
     assert.equal(server.stats.bytes, 3 * MiB);
     assert.equal(server.stats.requests, 6);
     assert.ok(server.stats.maxConcurrent <= 3 && server.stats.maxConcurrent >= 2, `max concurrent ${server.stats.maxConcurrent}`);
+    // It evicted nothing: the pieces read before are still cached.
+    await check(100, 50);
+    await check(2 * 64 * KiB + 10, 2 * 64 * KiB);
+    assert.equal(server.stats.requests, 6);
     await check(bytes.length - 100, 4096); // short at the end
     assert.equal(await backend.read(new Uint8Array(10), bytes.length), 0);
     await rejectsWith(() => backend.write(new Uint8Array(1), 0), 'READ_ONLY', /read-only/);
