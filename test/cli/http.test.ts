@@ -100,6 +100,13 @@ describe('vhdx reading images by URL', { timeout: 120_000 }, () => {
     assert.equal(info.file, `${server.origin}/big.vhdx?REDACTED`);
     assert.ok(requests <= 10, `info made ${requests} requests`);
     process.stdout.write(`# info of 64 GiB over HTTP: ${requests} requests, ${server.stats.bytes} bytes\n`);
+    // --debug reports the backend's own counts, which agree with the server's.
+    server.resetStats();
+    const debug = await vhdx('info', at('big.vhdx'), '--debug');
+    assert.equal(debug.code, 0, debug.stderr);
+    const m = /^vhdx: http: (\S+): (\d+) requests, (\d+) bytes received, 0 retries, \d+ cache hits$/m.exec(debug.stderr);
+    assert.ok(m, debug.stderr);
+    assert.deepEqual([m[1], Number(m[2]), Number(m[3])], [`${server.origin}/big.vhdx?REDACTED`, server.stats.requests, server.stats.bytes]);
   });
 
   test('convert of an image holding 1 GiB fetches at most 1.05x what it stores; the output equals a local convert', { timeout: 90_000 }, async () => {
