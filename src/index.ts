@@ -1,6 +1,7 @@
 /**
  * The core of the vhdx library (`vhdx`): codecs, the backend contract and the backends that need no
- * operating system (memory, Blob, the power-loss simulator), images, and whole-image operations. No
+ * operating system (memory, Blob, HTTP Range requests through `fetch`, the power-loss simulator),
+ * images, and whole-image operations. No
  * module reachable from here imports `node:*` or uses a Node-only global (`test/layering.test.ts`), so
  * it bundles for a browser or a worker. Files, streams, parent chains found by path and the NBD server
  * are in the Node entry, `vhdx/node` (`src/node/index.ts`), which also re-exports all of this.
@@ -9,6 +10,7 @@ export { VhdxError, isVhdxError, type VhdxErrorCode } from './format/errors.js';
 export { writeZeros, withoutFlush, CACHE_MODES, type Backend, type CacheMode } from './io/backend.js';
 export { MemoryBackend } from './io/memory.js';
 export { BlobBackend } from './io/blob.js';
+export { HttpBackend, redactUrl, isHttpUrl, type HttpBackendOptions, type HttpStats } from './io/http.js';
 export { PowerLossBackend, PowerCut, type CrashModel } from './io/power-loss.js';
 export { VhdxImage, type ImageInfo, type Extent, type ExtentKind, type ImageType, type PlannedRange } from './image/image.js';
 export type { OpenOptions, LogState } from './image/open.js';

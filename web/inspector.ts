@@ -1,19 +1,28 @@
 /**
  * The image inspector page: a .vhdx/.avhdx file chosen or dropped here is read lazily in the browser
  * (Blob.slice through BlobBackend), or, when the page is opened as `?image=URL&name=NAME` (what
- * `vhdx web FILE` prints), through HTTP Range requests. Nothing is uploaded and nothing is written.
+ * `vhdx web FILE` prints), through HTTP Range requests (`HttpBackend`, the library's HTTP reader). Nothing
+ * is uploaded and nothing is written.
  */
-import { BlobBackend, type BlobLike } from '../src/io/blob.js';
+import { BlobBackend } from '../src/io/blob.js';
+import { HttpBackend } from '../src/io/http.js';
 import { guidToString } from '../src/format/guid.js';
 import type { Finding } from '../src/ops/check.js';
 import { AllocationMap, blockRangeText } from './allocation-map.js';
 import { byId, definitions, h, table } from './dom.js';
 import { checksumText, hex, hexDump, humanSize, offsetText, sizeAndBytes } from './format.js';
-import { HttpRangeFile } from './http-range.js';
 import { blockStateName, inspect, problemOf, sectorsPresent, type Inspection, type Problem } from './model.js';
 
+/** A backend that counts what it read from its source (a chosen file, or `vhdx web`'s HTTP server). */
+type CountedBackend = BlobBackend | HttpBackend;
+
+/** Reads of the source and their bytes, whichever the backend. */
+function sourceReads(backend: CountedBackend): { reads: number; bytes: number } {
+  return backend instanceof HttpBackend ? { reads: backend.stats.requests, bytes: backend.stats.bytes } : { reads: backend.stats.blobReads, bytes: backend.stats.blobBytes };
+}
+
 interface Loaded {
-  backend: BlobBackend;
+  backend: CountedBackend;
   inspection: Inspection;
   map: AllocationMap | null;
 }
@@ -46,19 +55,20 @@ function yesNo(value: boolean): string {
 
 // ------------------------------------------------------------------------------------------- loading
 
-async function load(source: BlobLike, name: string): Promise<void> {
+async function load(open: () => Promise<CountedBackend>, name: string): Promise<void> {
   const mine = ++generation;
   errorBox.hidden = true;
-  status.textContent = `Reading ${name} (${humanSize(source.size)})…`;
+  status.textContent = `Reading ${name}…`;
   report.setAttribute('aria-busy', 'true');
   const previous = loaded;
   loaded = null;
   previous?.map?.dispose();
   await previous?.backend.close();
   const started = performance.now();
-  const backend = new BlobBackend(source, { name });
+  let backend: CountedBackend;
   let inspection: Inspection;
   try {
+    backend = await open();
     inspection = await inspect(backend);
   } catch (error) {
     if (mine !== generation) return;
@@ -90,9 +100,9 @@ async function load(source: BlobLike, name: string): Promise<void> {
 function updateBytesRead(): void {
   const field = document.querySelector<HTMLElement>('[data-field="bytes-read"]');
   if (!loaded || !field) return;
-  const { blobBytes, blobReads } = loaded.backend.stats;
-  field.dataset.value = String(blobBytes);
-  field.textContent = `${sizeAndBytes(blobBytes)} in ${blobReads} reads, of a ${humanSize(loaded.inspection.fileSize)} file`;
+  const { bytes, reads } = sourceReads(loaded.backend);
+  field.dataset.value = String(bytes);
+  field.textContent = `${sizeAndBytes(bytes)} in ${reads} reads, of a ${humanSize(loaded.inspection.fileSize)} file`;
 }
 
 // ------------------------------------------------------------------------------------------ sections
@@ -469,7 +479,7 @@ async function showSector(sector: number, scroll: boolean): Promise<void> {
 const input = byId<HTMLInputElement>('file-input');
 input.addEventListener('change', () => {
   const file = input.files?.[0];
-  if (file) void load(file, file.name);
+  if (file) void load(async () => new BlobBackend(file, { name: file.name }), file.name);
 });
 
 const dropZone = byId('drop-zone');
@@ -494,7 +504,7 @@ document.addEventListener('drop', (e) => {
   dragDepth = 0;
   dropZone.classList.remove('dragging');
   const file = e.dataTransfer?.files[0];
-  if (file) void load(file, file.name);
+  if (file) void load(async () => new BlobBackend(file, { name: file.name }), file.name);
 });
 
 // Opened by `vhdx web FILE`: ?image=URL&name=NAME, read through HTTP Range requests.
@@ -503,13 +513,6 @@ const imageUrl = params.get('image');
 if (imageUrl) {
   const url = new URL(imageUrl, location.href).href;
   const name = params.get('name') ?? decodeURIComponent(url.split('/').pop() ?? 'image');
-  status.textContent = `Opening ${name}…`;
-  HttpRangeFile.open(url, name).then(
-    (file) => load(file, name),
-    (error: unknown) => {
-      status.textContent = '';
-      showError(problemOf(error));
-    },
-  );
+  void load(() => HttpBackend.open(url, { name }), name);
 }
 document.documentElement.dataset.ready = 'true';

@@ -7,6 +7,7 @@ import { packageRoot } from '../node/package-root.js';
 import { VhdxError } from '../format/errors.js';
 import type { Command } from './command.js';
 import { Interrupted } from './interrupt.js';
+import { shownPath } from './output.js';
 
 /** Commands load on demand: a run pays only for the one it uses. Each summary is kept here only (the main help lists them without loading any command). */
 const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
@@ -60,6 +61,19 @@ function commandHelp(c: Command, summary: string): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  const status = await run(argv);
+  if (argv.includes('--debug')) {
+    // Loaded only here: paths (and the file backend) are not needed to print help or a usage error.
+    const { httpBackendsOpened } = await import('../node/paths.js');
+    for (const b of httpBackendsOpened()) {
+      const s = b.stats;
+      process.stderr.write(`vhdx: http: ${b.name}: ${s.requests} requests, ${s.bytes} bytes received, ${s.retries} retries, ${s.hits} cache hits\n`);
+    }
+  }
+  return status;
+}
+
+async function run(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
   let fileForErrors: string | undefined;
@@ -97,7 +111,7 @@ export async function main(argv: string[]): Promise<number> {
       const extra = parsed.positionals[command.positionals.length]!;
       throw new VhdxError('INVALID_ARGUMENT', `${command.name}: unexpected argument ${JSON.stringify(extra)} (usage: ${command.usage})`);
     }
-    fileForErrors = parsed.positionals[0];
+    fileForErrors = parsed.positionals[0] === undefined ? undefined : shownPath(parsed.positionals[0]);
     return (await command.run({ positionals: parsed.positionals, values: parsed.values as CommandValues })) ?? 0;
   } catch (error) {
     if (error instanceof Interrupted) {

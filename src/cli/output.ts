@@ -2,6 +2,12 @@ import { fstatSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { native } from '../node/native.js';
 import type { OptionSpec } from './command.js';
+import { isHttpUrl, redactUrl } from '../io/http.js';
+
+/** A FILE argument fit to print: a URL's query string (a SAS token, a presigned signature) redacted. */
+export function shownPath(path: string): string {
+  return isHttpUrl(path) ? redactUrl(path) : path;
+}
 
 /** Writing to stdout with backpressure, so large outputs never pile up in memory. */
 export function writeStdout(data: Uint8Array | string): Promise<void> {

@@ -41,6 +41,12 @@ export interface Backend {
    * sources that skip holes without reading them (a sparse raw disk into `convert`).
    */
   nextData?(position: number): number;
+  /**
+   * Optional: the largest read `readFully` hands this backend at once (default `READ_PIECE`). A backend
+   * whose every read is a round trip (HTTP) takes a whole chunk and splits it into parallel requests
+   * itself, rather than being asked for 128 KiB at a time, one after another.
+   */
+  readonly readPiece?: number;
 }
 
 /** Zero bytes written by the `writeZeros` fallback, 1 MiB at a time. */
@@ -80,11 +86,12 @@ export async function readExactly(backend: Backend, position: number, length: nu
  */
 export const READ_PIECE = 128 * 1024;
 
-/** Fills `target` from `position` in pieces of at most READ_PIECE; returns the bytes read (less only at EOF). */
+/** Fills `target` from `position` in pieces of at most READ_PIECE (or the backend's `readPiece`); returns the bytes read (less only at EOF). */
 export async function readFully(backend: Backend, target: Uint8Array, position: number): Promise<number> {
+  const piece = backend.readPiece ?? READ_PIECE;
   let done = 0;
   while (done < target.length) {
-    const n = await backend.read(target.subarray(done, done + Math.min(READ_PIECE, target.length - done)), position + done);
+    const n = await backend.read(target.subarray(done, done + Math.min(piece, target.length - done)), position + done);
     if (n <= 0) break;
     done += n;
   }

@@ -2,11 +2,13 @@
  * A read-only backend over a `Blob` (a browser `File` is one; Node 20 has `Blob` too). Bytes are read
  * lazily with `blob.slice(...).arrayBuffer()`, so an image of any size is never loaded whole: only the
  * pieces a read touches are. The library issues many small reads (headers, region tables, BAT sectors,
- * a sector at a time), so aligned pieces are kept in a small least-recently-used cache; reads spanning
- * many pieces bypass it. No Node module and no Node global: this runs in a browser.
+ * a sector at a time), so aligned pieces are kept in a small least-recently-used cache (`PieceCache`,
+ * shared with the HTTP backend); reads spanning many pieces bypass it. No Node module and no Node
+ * global: this runs in a browser.
  */
 import { VhdxError } from '../format/errors.js';
 import type { Backend } from './backend.js';
+import { PieceCache } from './piece-cache.js';
 
 /**
  * What the backend needs of a Blob: its size and lazy slices. A `Blob` or `File` is one; so is any
@@ -27,18 +29,12 @@ export interface BlobBackendOptions {
   cacheBytes?: number;
 }
 
-/** A read spanning more pieces than this is served straight from the blob, not through the cache. */
-const MAX_CACHED_SPAN = 4;
-
 export class BlobBackend implements Backend {
   readonly name: string;
   readonly readOnly = true;
-  private readonly pieceSize: number;
-  private readonly maxPieces: number;
-  /** Piece index -> its bytes (or the read in flight); Map order is least recently used first. */
-  private readonly pieces = new Map<number, Promise<Uint8Array>>();
+  private readonly cache: PieceCache;
   private closed = false;
-  /** Reads served from the cache and reads of the blob itself, for tests and diagnostics. */
+  /** Reads of the blob itself, for tests and diagnostics (`hits`: reads the cache answered). */
   readonly stats = { hits: 0, blobReads: 0, blobBytes: 0 };
 
   constructor(
@@ -47,12 +43,10 @@ export class BlobBackend implements Backend {
   ) {
     const fileName: unknown = blob.name;
     this.name = options.name ?? (typeof fileName === 'string' && fileName !== '' ? fileName : 'blob');
-    const pieceSize = options.pieceSize ?? 1024 * 1024;
-    if (!Number.isSafeInteger(pieceSize) || pieceSize < 512 || (pieceSize & (pieceSize - 1)) !== 0) {
-      throw new VhdxError('INVALID_ARGUMENT', `piece size ${pieceSize} is not a power of two of at least 512`);
-    }
-    this.pieceSize = pieceSize;
-    this.maxPieces = Math.floor((options.cacheBytes ?? 16 * 1024 * 1024) / pieceSize);
+    this.cache = new PieceCache((target, start) => this.slice(target, start), blob.size, {
+      pieceSize: options.pieceSize ?? 1024 * 1024,
+      cacheBytes: options.cacheBytes ?? 16 * 1024 * 1024,
+    });
   }
 
   async read(target: Uint8Array, position: number): Promise<number> {
@@ -60,27 +54,9 @@ export class BlobBackend implements Backend {
     if (!Number.isSafeInteger(position) || position < 0) {
       throw new VhdxError('INVALID_ARGUMENT', `bad read position ${position}`, { file: this.name });
     }
-    const end = Math.min(position + target.length, this.blob.size);
-    if (end <= position) return 0;
-    const first = Math.floor(position / this.pieceSize);
-    const last = Math.floor((end - 1) / this.pieceSize);
-    if (this.maxPieces === 0 || last - first + 1 > MAX_CACHED_SPAN) {
-      target.set(await this.slice(position, end), 0);
-      return end - position;
-    }
-    // Ask for every piece at once (a read across a boundary waits for both reads together).
-    const pieces = [];
-    for (let p = first; p <= last; p++) pieces.push(this.piece(p));
-    let done = 0;
-    for (const [i, promise] of pieces.entries()) {
-      const bytes = await promise;
-      const pieceStart = (first + i) * this.pieceSize;
-      const from = Math.max(position, pieceStart) - pieceStart;
-      const to = Math.min(end, pieceStart + bytes.length) - pieceStart;
-      target.set(bytes.subarray(from, to), done);
-      done += to - from;
-    }
-    return done;
+    const n = await this.cache.read(target, position);
+    this.stats.hits = this.cache.stats.hits;
+    return n;
   }
 
   async write(_data: Uint8Array, _position: number): Promise<void> {
@@ -99,39 +75,25 @@ export class BlobBackend implements Backend {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.pieces.clear();
+    this.cache.clear();
   }
 
-  /** Piece `index`, from the cache (moved to most recently used) or read and cached. */
-  private piece(index: number): Promise<Uint8Array> {
-    const cached = this.pieces.get(index);
-    if (cached) {
-      this.stats.hits++;
-      this.pieces.delete(index);
-      this.pieces.set(index, cached);
-      return cached;
-    }
-    const start = index * this.pieceSize;
-    const promise = this.slice(start, Math.min(start + this.pieceSize, this.blob.size));
-    this.pieces.set(index, promise);
-    // A failed read is not kept: the next read tries again.
-    promise.catch(() => {
-      if (this.pieces.get(index) === promise) this.pieces.delete(index);
-    });
-    while (this.pieces.size > this.maxPieces) this.pieces.delete(this.pieces.keys().next().value!);
-    return promise;
-  }
-
-  private async slice(start: number, end: number): Promise<Uint8Array> {
+  private async slice(target: Uint8Array, start: number): Promise<void> {
+    const end = start + target.length;
     this.stats.blobReads++;
-    this.stats.blobBytes += end - start;
+    this.stats.blobBytes += target.length;
+    let bytes: ArrayBuffer;
     try {
-      return new Uint8Array(await this.blob.slice(start, end).arrayBuffer());
+      bytes = await this.blob.slice(start, end).arrayBuffer();
     } catch (error) {
       // A File changed or removed since it was chosen cannot be read any more (NotReadableError).
       const reason = error instanceof Error ? error.message : String(error);
       throw new VhdxError('IO', `cannot read bytes ${start}-${end} of the file: ${reason}`, { file: this.name, offset: start, cause: error });
     }
+    if (bytes.byteLength !== target.length) {
+      throw new VhdxError('IO', `reading bytes ${start}-${end} of the file gave ${bytes.byteLength} bytes`, { file: this.name, offset: start });
+    }
+    target.set(new Uint8Array(bytes));
   }
 
   private assertOpen(): void {

@@ -1,6 +1,9 @@
 /**
  * Opening an image by path with the Node backend: the common case for programs and the CLI. A
- * differencing disk's parent chain is found through each parent locator and opened read-only.
+ * differencing disk's parent chain is found through each parent locator and opened read-only. Where a
+ * path goes, an `http://` or `https://` URL may go instead: the image is then read in place with HTTP
+ * Range requests (`HttpBackend`), read-only, and its parent is looked for beside it (see
+ * `locateParentUrl`).
  */
 import { access, realpath, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -10,7 +13,8 @@ import type { CreateOptions } from '../ops/create.js';
 import type { MergeOptions, MergeResult } from '../ops/merge.js';
 import { hasSignature } from '../format/bytes.js';
 import { VhdxError } from '../format/errors.js';
-import { readFully } from '../io/backend.js';
+import { readFully, type Backend } from '../io/backend.js';
+import { HttpBackend, isHttpUrl, redactUrl, type HttpBackendOptions } from '../io/http.js';
 import { NodeFileBackend, toVhdxError } from './file-backend.js';
 import type { CacheMode } from '../io/backend.js';
 import { VhdxImage } from '../image/image.js';
@@ -28,17 +32,43 @@ export interface OpenImageOptions extends Omit<OpenOptions, 'parent'> {
   parentPath?: string | false;
   /** Writable opens: how writes use the host's cache (`writeback` by default; see `CacheMode`). Parents, opened read-only, ignore it. */
   cache?: CacheMode;
+  /** Images given by URL (the child and every parent): options of their `HttpBackend`. */
+  http?: HttpBackendOptions;
+}
+
+/** Every HTTP backend this process opened (`httpBackendsOpened`). */
+const opened: HttpBackend[] = [];
+
+/** The HTTP backends `openBackend` opened so far, with their request counts: what `--debug` reports. */
+export function httpBackendsOpened(): readonly HttpBackend[] {
+  return opened;
+}
+
+/**
+ * The backend for `path`: an `HttpBackend` for an http(s) URL (read-only: a writable open of a URL is
+ * INVALID_ARGUMENT), else a `NodeFileBackend`.
+ */
+export async function openBackend(path: string, options: { readOnly: boolean; cache?: CacheMode; http?: HttpBackendOptions }): Promise<Backend> {
+  if (isHttpUrl(path)) {
+    if (!options.readOnly) {
+      throw new VhdxError('INVALID_ARGUMENT', `${redactUrl(path)}: an image given by URL can only be read (copy it to a file to change it)`);
+    }
+    const backend = await HttpBackend.open(path, options.http);
+    opened.push(backend);
+    return backend;
+  }
+  return NodeFileBackend.open(path, { readOnly: options.readOnly, ...(options.cache ? { cache: options.cache } : {}) });
 }
 
 /** A disk given by path (`openDisk`): a VHDX image, or the raw file. */
-export type OpenedDisk = { kind: 'vhdx'; image: VhdxImage; close(): Promise<void> } | { kind: 'raw'; backend: NodeFileBackend; size: number; close(): Promise<void> };
+export type OpenedDisk = { kind: 'vhdx'; image: VhdxImage; close(): Promise<void> } | { kind: 'raw'; backend: Backend; size: number; close(): Promise<void> };
 
 /**
  * Opens `path` read-only as what it holds: a VHDX image (a differencing disk with its chain, per
  * `options`) when the file starts with the `vhdxfile` signature, else a raw disk image.
  */
 export async function openDisk(path: string, options: OpenImageOptions = {}): Promise<OpenedDisk> {
-  const backend = await NodeFileBackend.open(path, { readOnly: true });
+  const backend = await openBackend(path, { readOnly: true, ...(options.http ? { http: options.http } : {}) });
   try {
     const magic = new Uint8Array(8);
     await readFully(backend, magic, 0);
@@ -49,7 +79,7 @@ export async function openDisk(path: string, options: OpenImageOptions = {}): Pr
   }
   let image: VhdxImage;
   try {
-    const { parentPath: _chainOnly, cache: _writableOnly, ...rest } = options;
+    const { parentPath: _chainOnly, cache: _writableOnly, http: _backendOnly, ...rest } = options;
     image = await VhdxImage.open(backend, { ...rest, readOnly: true });
   } catch (error) {
     await backend.close();
@@ -73,10 +103,10 @@ export async function openImage(path: string, options: OpenImageOptions = {}): P
 }
 
 async function openLayer(path: string, options: OpenImageOptions, seen: string[], readOnly: boolean): Promise<VhdxImage> {
-  const backend = await NodeFileBackend.open(path, { readOnly, ...(options.cache ? { cache: options.cache } : {}) });
+  const backend = await openBackend(path, { readOnly, ...(options.cache ? { cache: options.cache } : {}), ...(options.http ? { http: options.http } : {}) });
   let image: VhdxImage;
   try {
-    const { parentPath: _ignored, cache: _backendOnly, ...rest } = options;
+    const { parentPath: _ignored, cache: _backendOnly, http: _httpOnly, ...rest } = options;
     image = await VhdxImage.open(backend, { ...rest, readOnly });
   } catch (error) {
     await backend.close();
@@ -97,24 +127,66 @@ async function openLayer(path: string, options: OpenImageOptions, seen: string[]
  */
 export async function attachParents(image: VhdxImage, path: string, options: OpenImageOptions = {}, seen: string[] = []): Promise<void> {
   if (image.type !== 'differencing' || options.parentPath === false || image.parent) return;
-  const real = await realpath(path);
+  const real = await identity(path);
   const chain = [...seen, real];
   if (chain.length > MAX_CHAIN_DEPTH) {
-    throw new VhdxError('PARENT_CHAIN', `the chain of parents is deeper than ${MAX_CHAIN_DEPTH} images`, { file: path });
+    throw new VhdxError('PARENT_CHAIN', `the chain of parents is deeper than ${MAX_CHAIN_DEPTH} images`, { file: shown(path) });
   }
-  const parentPath = options.parentPath ?? (await locateParent(path, image.parentLocator ?? {}));
-  const parentReal = await realpath(parentPath).catch(() => null);
-  if (parentReal === null) throw new VhdxError('NOT_FOUND', `parent ${parentPath} does not exist`, { file: path });
-  if (parentReal === real) throw new VhdxError('PARENT_CHAIN', `the parent locator points at the image itself (${parentPath})`, { file: path });
-  if (chain.includes(parentReal)) throw new VhdxError('PARENT_CHAIN', `the chain of parents loops back to ${parentPath}`, { file: path });
+  const parentPath = options.parentPath ?? (isHttpUrl(path) ? locateParentUrl(path, image.parentLocator ?? {}) : await locateParent(path, image.parentLocator ?? {}));
+  const parentReal = await identity(parentPath).catch(() => null);
+  if (parentReal === null) throw new VhdxError('NOT_FOUND', `parent ${parentPath} does not exist`, { file: shown(path) });
+  if (parentReal === real) throw new VhdxError('PARENT_CHAIN', `the parent locator points at the image itself (${shown(parentPath)})`, { file: shown(path) });
+  if (chain.includes(parentReal)) throw new VhdxError('PARENT_CHAIN', `the chain of parents loops back to ${shown(parentPath)}`, { file: shown(path) });
   const { parentPath: _drop, cache: _writableOnly, ...deeper } = options;
-  const parent = await openLayer(parentPath, deeper, chain, true);
+  let parent: VhdxImage;
+  try {
+    parent = await openLayer(parentPath, deeper, chain, true);
+  } catch (error) {
+    // A parent found beside a child URL may need a signature of its own (S3 presigned URLs, blob SAS).
+    if (options.parentPath === undefined && isHttpUrl(parentPath) && error instanceof VhdxError && (error.code === 'NOT_FOUND' || error.code === 'REMOTE')) {
+      error.message = `parent ${shown(parentPath)}: ${error.message}; give the parent's URL or path with --parent`;
+      error.file = shown(path);
+    }
+    throw error;
+  }
   try {
     image.attachParent(parent, { owned: true, ignoreParentLinkage: options.ignoreParentLinkage ?? false });
   } catch (error) {
     await parent.close();
     throw error;
   }
+}
+
+/** What makes two layers the same image: the real path of a file, the URL without its query string. */
+async function identity(path: string): Promise<string> {
+  if (!isHttpUrl(path)) return realpath(path);
+  const url = new URL(path);
+  return `${url.protocol}//${url.host}${url.pathname}`;
+}
+
+/** `path` fit for a message: a URL's query string (a signature) redacted. */
+function shown(path: string): string {
+  return isHttpUrl(path) ? redactUrl(path) : path;
+}
+
+/**
+ * Where a parent is, for a child read by URL: the locator's `relative_path` (else the file name of its
+ * absolute path) resolved against the child's URL, with the child's query string, which is right for
+ * public objects and for a SAS that covers the container or account. A signature made for one object
+ * (an S3 presigned URL, an Azure blob SAS) does not open another: such a parent is given with
+ * `parentPath` (`--parent`). Nothing is requested here; opening the URL tells.
+ */
+export function locateParentUrl(childUrl: string, entries: Record<string, string>): string {
+  const child = new URL(childUrl);
+  const relativePath = entries.relative_path ?? entries.absolute_win32_path ?? entries.volume_path;
+  if (!relativePath) throw new VhdxError('BAD_PARENT_LOCATOR', 'the parent locator has no path to the parent', { file: redactUrl(childUrl) });
+  const posix = relativePath.replace(/\\/g, '/');
+  const target = entries.relative_path ? posix : `./${basename(posix)}`;
+  // Each path segment is percent-encoded as a URL needs (a space, a '#' or '?' in a file name).
+  const encoded = target.split('/').map((segment) => (segment === '.' || segment === '..' ? segment : encodeURIComponent(segment))).join('/');
+  const parent = new URL(encoded, child);
+  parent.search = child.search;
+  return parent.href;
 }
 
 /**
@@ -150,6 +222,9 @@ export async function locateParent(childPath: string, entries: Record<string, st
  */
 export async function createChild(childPath: string, parentPath: string, options: Omit<CreateOptions, 'parent' | 'virtualSize'> & { cache?: CacheMode } = {}): Promise<void> {
   // Everything that can be refused is refused before the child's path is touched.
+  if (isHttpUrl(childPath) || isHttpUrl(parentPath)) {
+    throw new VhdxError('INVALID_ARGUMENT', 'a differencing disk and its parent must be local files (a locator records file paths)', { file: shown(childPath) });
+  }
   if (options.type === 'fixed') throw new VhdxError('INVALID_ARGUMENT', 'a differencing disk cannot be fixed', { file: childPath });
   const { create, resolveCreateOptions } = await import('../ops/create.js');
   const parent = await openImage(parentPath);

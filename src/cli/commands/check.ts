@@ -1,4 +1,4 @@
-import { NodeFileBackend } from '../../node/file-backend.js';
+import { openBackend } from '../../node/paths.js';
 import { check as checkImage, type CheckReport, type Finding } from '../../ops/check.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { humanSize, usage } from '../args.js';
@@ -26,7 +26,7 @@ vhdx check disk.vhdx --json | jq .verdict
     const repair = Boolean(values.repair);
     const cache = cacheOption(values);
     if (cache.cache && !repair) throw usage('--cache applies to --repair (a check alone writes nothing)');
-    const backend = await NodeFileBackend.open(file!, { readOnly: !repair, ...cache });
+    const backend = await openBackend(file!, { readOnly: !repair, ...cache }); // a URL is read over HTTP (no --repair)
     // The block table scan is what grows with the disk: a 64 TiB image's table is 512 MiB.
     const progress = await progressBar(values.progress as boolean | undefined, 'check', { unit: 'fraction' });
     let report: CheckReport;

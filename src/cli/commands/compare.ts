@@ -2,7 +2,8 @@ import { openDisk } from '../../node/paths.js';
 import { compareDisks } from '../../ops/compare.js';
 import { rawSource, vhdxSource, type DiskSource } from '../../ops/source.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
-import { printJson, writeStdout, JSON_OPTION } from '../output.js';
+import { isHttpUrl } from '../../io/http.js';
+import { printJson, shownPath, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
 /** A disk to compare: its source, and how to close it. */
@@ -40,6 +41,8 @@ vhdx compare a.vhdx b.vhdx --json | jq .firstDifference
       disks.push(await openSource(pathB!));
       result = await compareDisks(disks[0]!.source, disks[1]!.source, {
         strict,
+        // Over HTTP each chunk is split into parallel requests: larger chunks keep more in flight.
+        ...(isHttpUrl(pathA!) || isHttpUrl(pathB!) ? { chunkSize: 8 * 1024 * 1024 } : {}),
         onProgress: (done, total) => progress.update(done, total),
       });
     } finally {
@@ -48,8 +51,8 @@ vhdx compare a.vhdx b.vhdx --json | jq .firstDifference
     }
     if (values.json) {
       await printJson({
-        a: pathA,
-        b: pathB,
+        a: shownPath(pathA!),
+        b: shownPath(pathB!),
         equal: result.equal,
         firstDifference: result.firstDifference ?? null,
         sizeA: result.sizeA,
@@ -58,7 +61,7 @@ vhdx compare a.vhdx b.vhdx --json | jq .firstDifference
         strict,
       });
     } else {
-      const sizes = `${pathA} is ${result.sizeA} bytes, ${pathB} is ${result.sizeB} bytes`;
+      const sizes = `${shownPath(pathA!)} is ${result.sizeA} bytes, ${shownPath(pathB!)} is ${result.sizeB} bytes`;
       if (result.equal) {
         await writeStdout(`disks are identical${result.sizeMismatch ? ` (sizes differ: ${sizes}; the extra bytes read as zeros)` : ''}\n`);
       } else {

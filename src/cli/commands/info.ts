@@ -1,7 +1,7 @@
 import { openImage } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
-import { printJson, writeStdout, JSON_OPTION } from '../output.js';
+import { printJson, shownPath, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
 export const info: Command = {
@@ -33,9 +33,9 @@ vhdx info checkpoint.avhdx --chain   # the child and every parent
         return;
       }
       const i = image.info();
-      if (values.json) return await printJson({ file, ...i });
+      if (values.json) return await printJson({ file: shownPath(file!), ...i });
       const rows: [string, string][] = [
-        ['file', file!],
+        ['file', shownPath(file!)],
         ['type', i.type],
         ['virtual size', `${humanSize(i.virtualSize)} (${i.virtualSize} bytes)`],
         ['file size', `${humanSize(i.fileSize)} (${i.fileSize} bytes)`],

@@ -1,7 +1,7 @@
 import { openImage } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
-import { writeStdout, JSON_OPTION } from '../output.js';
+import { shownPath, writeStdout, JSON_OPTION } from '../output.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import type { Command } from '../command.js';
 
@@ -48,7 +48,7 @@ vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
         progress.update(e.offset + e.length, image.virtualSize);
       }
       if (values.json) await out.add(count === 0 ? ']\n' : '\n]\n');
-      else await out.add(`${count} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in the file${layered ? ` (${file}), the rest from ${chain.length - 1} parent layer(s)` : ''}\n`);
+      else await out.add(`${count} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in the file${layered ? ` (${shownPath(file!)}), the rest from ${chain.length - 1} parent layer(s)` : ''}\n`);
       await out.flush();
     } finally {
       progress.stop();

@@ -1,7 +1,7 @@
 import { openImage } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { parseSize, usage } from '../args.js';
-import { writeStdout } from '../output.js';
+import { shownPath, writeStdout } from '../output.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import { Interrupted, interruptible } from '../interrupt.js';
 import type { Command } from '../command.js';
@@ -37,7 +37,7 @@ vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the termina
         stop.check();
       }
     } catch (error) {
-      if (error instanceof Interrupted) error.file = file;
+      if (error instanceof Interrupted) error.file = shownPath(file!);
       throw error;
     } finally {
       progress.stop();

@@ -1,6 +1,8 @@
 import { openImage } from '../../node/paths.js';
 import { serveNbd } from '../../nbd/server.js';
 import { usage } from '../args.js';
+import { isHttpUrl } from '../../io/http.js';
+import { shownPath } from '../output.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { interruptible } from '../interrupt.js';
 import type { Command } from '../command.js';
@@ -41,7 +43,9 @@ qemu-img info nbd://127.0.0.1:10809/      # from another terminal
     const readOnly = values['read-only'] === true;
     const cache = cacheOption(values);
     if (cache.cache && readOnly) throw usage('--cache applies to a writable export (not --read-only)');
+    if (isHttpUrl(file!) && !readOnly) throw usage('an image given by URL can only be served with --read-only');
     const image = await openImage(file!, { readOnly, ...cache });
+    const name = shownPath(file!);
     const stop = interruptible();
     try {
       const options: Parameters<typeof serveNbd>[0] = {
@@ -55,17 +59,17 @@ qemu-img info nbd://127.0.0.1:10809/      # from another terminal
       if (values.bind !== undefined) options.host = String(values.bind);
       if (values['export-name'] !== undefined) options.exportName = String(values['export-name']);
       const server = await serveNbd(options);
-      process.stderr.write(`vhdx serve: serving ${file} (${image.type}, ${image.virtualSize} bytes${readOnly ? ', read-only' : ''}) at ${server.uri}\n`);
+      process.stderr.write(`vhdx serve: serving ${name} (${image.type}, ${image.virtualSize} bytes${readOnly ? ', read-only' : ''}) at ${server.uri}\n`);
       // Serve until a signal; then drain in-flight requests, flush and close the image.
       const signalled = await new Promise<NodeJS.Signals>((resolve) => {
         stop.signal.addEventListener('abort', () => resolve(stop.interrupted!.signalName), { once: true });
       });
-      process.stderr.write(`vhdx serve: ${signalled}: finishing requests in flight, flushing and closing ${file}\n`);
+      process.stderr.write(`vhdx serve: ${signalled}: finishing requests in flight, flushing and closing ${name}\n`);
       await server.close();
       const totals = server.stats();
       await image.close();
       process.stderr.write(
-        `vhdx serve: closed ${file} cleanly after ${totals.connections} connections, ${totals.requests} requests (${totals.bytesRead} bytes read, ${totals.bytesWritten} written)\n`,
+        `vhdx serve: closed ${name} cleanly after ${totals.connections} connections, ${totals.requests} requests (${totals.bytesRead} bytes read, ${totals.bytesWritten} written)\n`,
       );
       return 0;
     } finally {
