@@ -24,10 +24,14 @@ export async function convertSourceToRaw(source: DiskSource, output: RawOutput, 
   const buffers = [copyBuffer(chunkSize), copyBuffer(chunkSize)];
   let zeros: Uint8Array | null = null;
   let which = 0;
+  // The write in flight, and the one each buffer last went to: a buffer is refilled only after its own
+  // write is done (a chunk found zero after reading is not written, so the buffers do not simply alternate).
   let pending: Promise<void> = Promise.resolve();
-  const emit = async (data: Uint8Array, position: number): Promise<void> => {
+  const written: Promise<void>[] = [pending, pending];
+  const emit = async (data: Uint8Array, position: number, buffer: number): Promise<void> => {
     await pending;
     pending = output.kind === 'file' ? output.backend.write(data, position) : output.write(data);
+    written[buffer] = pending;
   };
   if (output.kind === 'file') {
     // As convertToRaw: only an output holding bytes is emptied, then it is sized (holes where nothing is written).
@@ -44,12 +48,14 @@ export async function convertSourceToRaw(source: DiskSource, output: RawOutput, 
     const fromSource = Math.max(0, Math.min(n, source.size - position));
     let zero = fromSource === 0 || (await source.knownZero(position, fromSource));
     if (!zero) {
-      const buffer = buffers[which]!.subarray(0, n);
+      const index = which;
       which ^= 1;
+      await written[index];
+      const buffer = buffers[index]!.subarray(0, n);
       await source.read(buffer.subarray(0, fromSource), position);
       buffer.fill(0, fromSource);
       zero = output.kind === 'file' && isAllZero(buffer);
-      if (!zero) await emit(buffer, position);
+      if (!zero) await emit(buffer, position, index);
     }
     if (zero && output.kind === 'stream') {
       if (output.writeZeros) {
@@ -57,7 +63,8 @@ export async function convertSourceToRaw(source: DiskSource, output: RawOutput, 
         pending = output.writeZeros(n);
       } else {
         zeros ??= copyBuffer(chunkSize);
-        await emit(zeros.subarray(0, n), position);
+        await pending;
+        pending = output.write(zeros.subarray(0, n));
       }
     }
     position += n;

@@ -193,7 +193,7 @@ describe('VhdImage', () => {
     };
     const regions = [[0, 512], [HEADER_OFFSET, HEADER_OFFSET + 1024], [TABLE_OFFSET, TABLE_OFFSET + 512], [good.length - 512, good.length]] as const;
     let opened = 0;
-    for (let round = 0; round < 600; round++) {
+    for (let round = 0; round < 200; round++) {
       const bytes = good.slice();
       const [from, to] = regions[round % regions.length]!;
       for (let k = 0; k <= random(4); k++) bytes[from + random(to - from)] = random(256);
