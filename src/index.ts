@@ -21,7 +21,7 @@ export { compareDisks, type CompareOptions, type CompareResult } from './ops/com
 export { rawSource, vhdxSource, vhdSource, streamSource, type DiskSource } from './ops/source.js';
 export { convertSourceToRaw, type CopySourceOptions } from './ops/convert-source.js';
 export { convertToVhd, type ConvertToVhdOptions } from './ops/convert-to-vhd.js';
-export { VhdImage, VHD_MAX_BAT_BYTES, type VhdExtent, type VhdExtentKind, type VhdInfo, type VhdParentPath } from './vhd/image.js';
+export { VhdImage, type VhdExtent, type VhdExtentKind, type VhdInfo, type VhdParentPath } from './vhd/image.js';
 export { vhdFooterFor, type DiskIdentity, type VhdFooterSource, type VhdFooterOptions } from './vhd/footer-for.js';
 export {
   decodeVhdFooter,
@@ -34,6 +34,6 @@ export {
   type VhdDiskType,
   type ChsGeometry,
 } from './vhd/footer.js';
-export { decodeVhdDynamicHeader, encodeVhdDynamicHeader, type VhdDynamicHeader, type VhdParentLocatorEntry } from './vhd/dynamic-header.js';
+export type { VhdDynamicHeader, VhdParentLocatorEntry } from './vhd/dynamic-header.js';
 export { check, type CheckReport, type CheckOptions, type Finding, type FindingCode, type Repair, type Severity } from './ops/check.js';
 export { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
