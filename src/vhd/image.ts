@@ -8,10 +8,9 @@
  * header, and every BAT entry the virtual size needs (each block inside the file and clear of the
  * header and the table). Reads then only ever touch file ranges already known to exist.
  */
-import { humanSize } from '../format/bytes.js';
+import { decodeUtf16le, humanSize } from '../format/bytes.js';
 import { VhdxError } from '../format/errors.js';
 import { guidToString, type Guid } from '../format/guid.js';
-import { decodeUtf16le } from '../format/bytes.js';
 import { readExactly, readFully, type Backend } from '../io/backend.js';
 import { decodeVhdFooter, VHD_EPOCH_SECONDS, VHD_FOOTER_SIZE, type ChsGeometry, type VhdDiskType, type VhdFooter } from './footer.js';
 import { decodeVhdDynamicHeader, VHD_DYNAMIC_HEADER_SIZE, type VhdDynamicHeader } from './dynamic-header.js';
