@@ -20,7 +20,23 @@ export type { Layout } from './ops/layout.js';
 export { convertToRaw, type RawOutput, type ConvertOptions } from './ops/convert.js';
 export { convertToVhdx, type ConvertToVhdxOptions } from './ops/convert-to-vhdx.js';
 export { compareDisks, type CompareOptions, type CompareResult } from './ops/compare.js';
-export { rawSource, vhdxSource, streamSource, type DiskSource } from './ops/source.js';
+export { rawSource, vhdxSource, vhdSource, streamSource, type DiskSource } from './ops/source.js';
+export { convertSourceToRaw, type CopySourceOptions } from './ops/convert-source.js';
+export { convertToVhd, type ConvertToVhdOptions } from './ops/convert-to-vhd.js';
+export { VhdImage, type VhdExtent, type VhdExtentKind, type VhdInfo, type VhdParentPath } from './vhd/image.js';
+export { vhdFooterFor, type DiskIdentity, type VhdFooterSource, type VhdFooterOptions } from './vhd/footer-for.js';
+export {
+  decodeVhdFooter,
+  encodeVhdFooter,
+  newVhdFooter,
+  chsGeometry,
+  azureSize,
+  VHD_FOOTER_SIZE,
+  type VhdFooter,
+  type VhdDiskType,
+  type ChsGeometry,
+} from './vhd/footer.js';
+export type { VhdDynamicHeader, VhdParentLocatorEntry } from './vhd/dynamic-header.js';
 export { check, type CheckReport, type CheckOptions, type Finding, type FindingCode, type Repair, type Severity } from './ops/check.js';
 export { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
 export { compact, type CompactOptions, type CompactReport, type CompactMode } from './ops/compact.js';

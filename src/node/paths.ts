@@ -19,6 +19,8 @@ import { NodeFileBackend, toVhdxError } from './file-backend.js';
 import type { CacheMode } from '../io/backend.js';
 import { VhdxImage } from '../image/image.js';
 import type { OpenOptions } from '../image/open.js';
+import { VhdImage } from '../vhd/image.js';
+import { VHD_FOOTER_COOKIE, VHD_FOOTER_SIZE } from '../vhd/footer.js';
 
 /** The deepest chain `openImage` follows (child, parent, grandparent...). */
 export const MAX_CHAIN_DEPTH = 64;
@@ -60,22 +62,56 @@ export async function openBackend(path: string, options: { readOnly: boolean; ca
   return NodeFileBackend.open(path, { readOnly: options.readOnly, ...(options.cache ? { cache: options.cache } : {}) });
 }
 
-/** A disk given by path (`openDisk`): a VHDX image, or the raw file. */
-export type OpenedDisk = { kind: 'vhdx'; image: VhdxImage; close(): Promise<void> } | { kind: 'raw'; backend: Backend; size: number; close(): Promise<void> };
+/** A disk given by path (`openDisk`): a VHDX image, a VHD image, or the raw file. */
+export type OpenedDisk =
+  | { kind: 'vhdx'; image: VhdxImage; close(): Promise<void> }
+  | { kind: 'vhd'; image: VhdImage; close(): Promise<void> }
+  | { kind: 'raw'; backend: Backend; size: number; close(): Promise<void> };
+
+/** What a file holds, by signature: `vhdxfile` at 0; a VHD footer cookie at the end (or at 0: dynamic); else raw. */
+export type DiskFormat = 'vhdx' | 'vhd' | 'raw';
+
+async function sniffFormat(backend: Backend): Promise<DiskFormat> {
+  const first = new Uint8Array(8);
+  await readFully(backend, first, 0);
+  if (hasSignature(first, 0, 'vhdxfile')) return 'vhdx';
+  if (hasSignature(first, 0, VHD_FOOTER_COOKIE)) return 'vhd';
+  const size = await backend.size();
+  if (size < VHD_FOOTER_SIZE) return 'raw';
+  const last = new Uint8Array(8);
+  await readFully(backend, last, size - VHD_FOOTER_SIZE);
+  return hasSignature(last, 0, VHD_FOOTER_COOKIE) ? 'vhd' : 'raw';
+}
+
+/** What the file at `path` holds, by signature (see `openDisk`). */
+export async function diskFormat(path: string): Promise<DiskFormat> {
+  const backend = await openBackend(path, { readOnly: true });
+  try {
+    return await sniffFormat(backend);
+  } catch (error) {
+    throw toVhdxError(error, path);
+  } finally {
+    await backend.close();
+  }
+}
 
 /**
- * Opens `path` read-only as what it holds: a VHDX image (a differencing disk with its chain, per
- * `options`) when the file starts with the `vhdxfile` signature, else a raw disk image.
+ * Opens `path` read-only as what it holds (`sniffFormat`): a VHDX or VHD image (a differencing disk with
+ * its chain, per `options`), else a raw disk image.
  */
 export async function openDisk(path: string, options: OpenImageOptions = {}): Promise<OpenedDisk> {
   const backend = await openBackend(path, { readOnly: true, ...(options.http ? { http: options.http } : {}) });
+  let format: DiskFormat;
   try {
-    const magic = new Uint8Array(8);
-    await readFully(backend, magic, 0);
-    if (!hasSignature(magic, 0, 'vhdxfile')) return { kind: 'raw', backend, size: await backend.size(), close: () => backend.close() };
+    format = await sniffFormat(backend);
+    if (format === 'raw') return { kind: 'raw', backend, size: await backend.size(), close: () => backend.close() };
   } catch (error) {
     await backend.close();
     throw toVhdxError(error, path);
+  }
+  if (format === 'vhd') {
+    const image = await openVhdLayer(backend, path, options, []); // closes the backend when it fails
+    return { kind: 'vhd', image, close: () => image.close() };
   }
   let image: VhdxImage;
   try {
@@ -92,6 +128,58 @@ export async function openDisk(path: string, options: OpenImageOptions = {}): Pr
     throw error;
   }
   return { kind: 'vhdx', image, close: () => image.close() };
+}
+
+/**
+ * A VHD on `backend` with its parents: a differencing VHD's parent is found through its W2ru
+ * (relative) and W2ku (absolute) locators, or the parent name beside the child, and must be a VHD
+ * whose Unique Id the child records. Closes `backend` when it fails.
+ */
+async function openVhdLayer(backend: Backend, path: string, options: OpenImageOptions, seen: string[]): Promise<VhdImage> {
+  let image: VhdImage;
+  try {
+    image = await VhdImage.open(backend);
+  } catch (error) {
+    await backend.close();
+    throw error;
+  }
+  try {
+    if (image.type !== 'differencing' || options.parentPath === false) return image;
+    const remote = isHttpUrl(path);
+    if (remote && options.parentPath === undefined) {
+      throw new VhdxError('UNSUPPORTED', 'a differencing VHD read by URL needs its parent given (--parent)', { file: redactUrl(path) });
+    }
+    const chain = [...seen, remote ? path : await realpath(path)];
+    if (chain.length > MAX_CHAIN_DEPTH) throw new VhdxError('PARENT_CHAIN', `the chain of parents is deeper than ${MAX_CHAIN_DEPTH} images`, { file: path });
+    let parentPath = options.parentPath;
+    if (parentPath === undefined) {
+      const entries: Record<string, string> = {};
+      for (const { platformCode, path: recorded } of await image.parentPaths()) entries[platformCode === 'W2ru' ? 'relative_path' : 'absolute_win32_path'] ??= recorded;
+      const name = image.dynamicHeader!.parentName;
+      if (!entries.relative_path && name) entries.relative_path = basename(name.replace(/\\/g, '/'));
+      parentPath = await locateParent(path, entries);
+    }
+    const parentReal = isHttpUrl(parentPath) ? parentPath : await realpath(parentPath).catch(() => null);
+    if (parentReal === null) throw new VhdxError('NOT_FOUND', `parent ${parentPath} does not exist`, { file: path });
+    if (chain.includes(parentReal)) throw new VhdxError('PARENT_CHAIN', `the chain of parents loops back to ${parentPath}`, { file: path });
+    const parentBackend = await openBackend(parentPath, { readOnly: true, ...(options.http ? { http: options.http } : {}) });
+    if ((await sniffFormat(parentBackend).catch(() => 'raw')) !== 'vhd') {
+      await parentBackend.close();
+      throw new VhdxError('UNSUPPORTED', `parent ${parentPath} is not a VHD (a differencing VHD needs a VHD parent)`, { file: path });
+    }
+    const { parentPath: _thisLayerOnly, ...deeper } = options;
+    const parent = await openVhdLayer(parentBackend, parentPath, deeper, chain);
+    try {
+      image.attachParent(parent, { owned: true, ignoreParentLinkage: options.ignoreParentLinkage ?? false });
+    } catch (error) {
+      await parent.close();
+      throw error;
+    }
+    return image;
+  } catch (error) {
+    await image.close();
+    throw error;
+  }
 }
 
 /**

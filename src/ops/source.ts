@@ -2,6 +2,9 @@
 import { isAllZero } from '../format/bytes.js';
 import { readFully, type Backend } from '../io/backend.js';
 import type { VhdxImage } from '../image/image.js';
+import { guidFromString } from '../format/guid.js';
+import type { DiskIdentity } from '../vhd/footer-for.js';
+import type { VhdImage } from '../vhd/image.js';
 
 export interface DiskSource {
   readonly size: number;
@@ -9,6 +12,8 @@ export interface DiskSource {
   read(target: Uint8Array, offset: number): Promise<void>;
   /** True when [offset, offset + length) is known to read as zeros without reading it. */
   knownZero(offset: number, length: number): boolean | Promise<boolean>;
+  /** A VHDX or VHD source: its Virtual Disk ID or Unique Id, which a VHD made from it keeps (`vhdFooterFor`). */
+  readonly identity?: DiskIdentity;
 }
 
 /**
@@ -30,12 +35,26 @@ export function rawSource(backend: Backend, size: number): DiskSource {
 export function vhdxSource(image: VhdxImage): DiskSource {
   return {
     size: image.virtualSize,
+    identity: { format: 'vhdx', id: guidFromString(image.info().virtualDiskId) },
     read: (target, offset) => image.readInto(target, offset),
     async knownZero(offset, length) {
       // Walked, not listed: the first run that holds data ends it (a long range costs one BAT walk at most).
       for await (const e of image.walk(offset, length, { resolved: true })) if (e.kind !== 'zero' && e.kind !== 'unallocated') return false;
       return true;
     },
+  };
+}
+
+/**
+ * A VHD (fixed, dynamic, or differencing with its parent attached): unallocated blocks, and for a
+ * fixed disk the holes the backend can name, are skipped without reading.
+ */
+export function vhdSource(image: VhdImage): DiskSource {
+  return {
+    size: image.virtualSize,
+    identity: { format: 'vhd', id: image.uniqueId },
+    read: (target, offset) => image.readInto(target, offset),
+    knownZero: (offset, length) => image.knownZero(offset, length),
   };
 }
 

@@ -67,7 +67,7 @@ describe('vhdx errors', () => {
       [['write', good, '--offset', '0', '--from', plain, '--length', '1'], /--length goes with --pattern/],
       [['convert', '-', at('o.vhdx'), '--size', 'lots'], /--size: "lots" is not a size/],
       [['convert', good, at('o.vhdx'), '--size', '1M'], /--size applies to standard input only/],
-      [['convert', good, at('o.vhdx'), '-O', 'qcow2'], /-O must be raw or vhdx/],
+      [['convert', good, at('o.vhdx'), '-O', 'qcow2'], /-O must be raw, vhdx or vhd/],
       [['convert', good, good], /IN and OUT are the same file/],
     ];
     const before = sha256File(good);

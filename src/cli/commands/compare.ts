@@ -1,6 +1,6 @@
 import { openDisk } from '../../node/paths.js';
 import { compareDisks } from '../../ops/compare.js';
-import { rawSource, vhdxSource, type DiskSource } from '../../ops/source.js';
+import { rawSource, vhdSource, vhdxSource, type DiskSource } from '../../ops/source.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
 import { isHttpUrl } from '../../io/http.js';
 import { printJson, shownPath, writeStdout, JSON_OPTION } from '../output.js';
@@ -9,7 +9,8 @@ import type { Command } from '../command.js';
 /** A disk to compare: its source, and how to close it. */
 async function openSource(path: string): Promise<{ source: DiskSource; close(): Promise<void> }> {
   const disk = await openDisk(path); // a differencing disk is compared as its chain reads
-  return { source: disk.kind === 'vhdx' ? vhdxSource(disk.image) : rawSource(disk.backend, disk.size), close: () => disk.close() };
+  const source = disk.kind === 'vhdx' ? vhdxSource(disk.image) : disk.kind === 'vhd' ? vhdSource(disk.image) : rawSource(disk.backend, disk.size);
+  return { source, close: () => disk.close() };
 }
 
 function hex(offset: number): string {
@@ -21,6 +22,7 @@ export const compare: Command = {
   usage: 'vhdx compare A B [--strict] [--json] [-p]',
   examples: `
 vhdx compare disk.vhdx disk.raw          # exit 0 identical, 1 different, 2 error
+vhdx compare disk.vhd disk.vhdx          # VHD, VHDX and raw in any pair
 vhdx compare old.vhdx new.vhdx --strict  # a size mismatch is a difference
 vhdx compare a.vhdx b.vhdx --json | jq .firstDifference
 `,

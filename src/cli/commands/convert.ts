@@ -5,6 +5,7 @@ import { openDisk } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import type { VhdxImage } from '../../image/image.js';
 import type { Backend } from '../../io/backend.js';
+import type { VhdImage } from '../../vhd/image.js';
 import { convertToRaw } from '../../ops/convert.js';
 import type { DiskSource } from '../../ops/source.js';
 import { VhdxError } from '../../format/errors.js';
@@ -19,17 +20,22 @@ import type { Command } from '../command.js';
 
 export const convert: Command = {
   name: 'convert',
-  usage: 'vhdx convert IN OUT [-O raw|vhdx] [--type dynamic|fixed] [--block-size N] [--logical-sector-size N] [--physical-sector-size N] [--size N] [--cache writeback|unsafe|none] [-p|--no-progress]',
+  usage: 'vhdx convert IN OUT [-O raw|vhdx|vhd] [--azure] [--type dynamic|fixed] [--block-size N] [--logical-sector-size N] [--physical-sector-size N] [--size N] [--cache writeback|unsafe|none] [-p|--no-progress]',
   examples: `
 vhdx convert disk.vhdx disk.raw            # VHDX to raw, sparse where unallocated
 vhdx convert disk.raw disk.vhdx            # raw to dynamic VHDX, zero blocks skipped
 vhdx convert disk.vhdx - | gzip > disk.gz  # raw to standard output
 dd if=/dev/sdb | vhdx convert - disk.vhdx --size 64G --type fixed
 vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch images only
+vhdx convert disk.vhdx disk.vhd            # fixed VHD (v1), sparse where the source is zero
+vhdx convert disk.raw disk.vhd --azure     # fixed VHD, size rounded up to a whole MiB for Azure
+vhdx convert old.vhd disk.vhdx             # VHD (fixed, dynamic or differencing) to VHDX
+SOURCE_DATE_EPOCH=0 vhdx convert disk.raw disk.vhd  # reproducible footer timestamp
 `,
   options: {
     ...PARENT_OPTIONS,
-    'output-format': { type: 'string', short: 'O', description: 'raw or vhdx (default: vhdx when OUT ends in .vhdx, else raw)' },
+    'output-format': { type: 'string', short: 'O', description: 'raw, vhdx or vhd (default by OUT: .vhdx or .avhdx is vhdx, .vhd is a fixed VHD, else raw); IN is sniffed' },
+    azure: { type: 'boolean', description: 'VHD output: round the size up to a whole MiB, as Azure requires' },
     ...IMAGE_OPTIONS,
     size: { type: 'string', description: 'size of the disk on standard input (IN is -); input ending early is an error' },
     cache: CACHE_OPTION,
@@ -37,11 +43,14 @@ vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch imag
   },
   positionals: ['IN', 'OUT'],
   async run({ positionals: [input, out], values }) {
-    const format = values['output-format'] === undefined ? (/\.a?vhdx$/i.test(out!) ? 'vhdx' : 'raw') : String(values['output-format']);
-    if (format !== 'raw' && format !== 'vhdx') throw usage(`-O must be raw or vhdx, not ${JSON.stringify(format)}`);
+    const format = values['output-format'] === undefined ? (/\.a?vhdx$/i.test(out!) ? 'vhdx' : /\.vhd$/i.test(out!) ? 'vhd' : 'raw') : String(values['output-format']);
+    if (format !== 'raw' && format !== 'vhdx' && format !== 'vhd') throw usage(`-O must be raw, vhdx or vhd, not ${JSON.stringify(format)}`);
     if (out === '-' && format !== 'raw') throw usage('only raw output can go to standard output');
     const shape = imageOptions(values);
-    if (format === 'raw' && Object.keys(shape).length > 0) throw usage('--type, --block-size and sector-size options apply to VHDX output only');
+    if (format !== 'vhdx' && Object.keys(shape).length > 0) throw usage('--type, --block-size and sector-size options apply to VHDX output only');
+    const azure = Boolean(values.azure);
+    if (azure && format !== 'vhd') throw usage('--azure applies to VHD output only (-O vhd)');
+    const time = format === 'vhd' ? sourceDateEpoch() : undefined;
     if (isHttpUrl(out!)) throw usage('OUT must be a local file or - (a URL can only be read)');
     if (input === '-' && values.size === undefined) throw usage('reading standard input needs --size');
     if (input !== '-' && values.size !== undefined) throw usage('--size applies to standard input only (IN is -)');
@@ -60,6 +69,7 @@ vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch imag
     const progress = await progressBar(values.progress as boolean | undefined, 'convert');
     let inputBackend: Backend | null = null;
     let image: VhdxImage | null = null;
+    let vhd: VhdImage | null = null;
     try {
       // The VHDX writing modules load only when the output is VHDX (start-up time of a raw conversion).
       let source: DiskSource | null = null;
@@ -73,6 +83,9 @@ vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch imag
         const disk = await openDisk(input!, parentOptions(values)); // a differencing disk is flattened with its chain
         if (disk.kind === 'vhdx') {
           image = disk.image;
+        } else if (disk.kind === 'vhd') {
+          vhd = disk.image;
+          source = (await import('../../ops/source.js')).vhdSource(vhd);
         } else {
           inputBackend = disk.backend;
           const { rawSource } = await import('../../ops/source.js');
@@ -83,22 +96,31 @@ vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch imag
       // them in flight, where a 2 MiB chunk waits on two round trips at a time.
       const chunkSize = isHttpUrl(input!) ? HTTP_CHUNK : undefined;
       if (out === '-') {
-        if (!image) throw usage('raw to raw conversion is a copy: use cp');
+        if (!image && !vhd) throw usage('raw to raw conversion is a copy: use cp');
         const sink = stdoutSink();
         const write = (data: Uint8Array): Promise<void> => stop.race(sink.write(data));
-        await convertToRaw(image, { kind: 'stream', write, writeZeros: (n) => stop.race(sink.writeZeros(n)) }, { onProgress, signal: stop.signal, ...(chunkSize ? { chunkSize } : {}) });
+        const stream = { kind: 'stream', write, writeZeros: (n: number) => stop.race(sink.writeZeros(n)) } as const;
+        const options = { onProgress, signal: stop.signal, ...(chunkSize ? { chunkSize } : {}) };
+        if (image) await convertToRaw(image, stream, options);
+        else await (await import('../../ops/convert-source.js')).convertSourceToRaw(source!, stream, options);
         stop.check();
         return;
       }
-      if (format === 'raw' && !image) throw usage('raw to raw conversion is a copy: use cp');
+      if (format === 'raw' && !image && !vhd) throw usage('raw to raw conversion is a copy: use cp');
       stop.check();
       const output = await NodeFileBackend.open(out!, { readOnly: false, create: true, ...cache });
       if (removable) stop.onForcedExit(() => unlinkSync(out!));
       try {
         if (format === 'raw') {
-          await convertToRaw(image!, { kind: 'file', backend: output }, { onProgress, signal: stop.signal, ...(chunkSize ? { chunkSize } : {}) });
+          const options = { onProgress, signal: stop.signal, ...(chunkSize ? { chunkSize } : {}) };
+          if (image) await convertToRaw(image, { kind: 'file', backend: output }, options);
+          else await (await import('../../ops/convert-source.js')).convertSourceToRaw(source!, { kind: 'file', backend: output }, options);
           // Durable when the command returns, as qemu-img convert -t writeback (a no-op with --cache unsafe).
           await output.flush();
+        } else if (format === 'vhd') {
+          const { convertToVhd } = await import('../../ops/convert-to-vhd.js');
+          source ??= (await import('../../ops/source.js')).vhdxSource(image!);
+          await convertToVhd(source, output, { azure, ...(time ? { time } : {}), onProgress, signal: stop.signal }); // footer last, after a flush
         } else {
           const { convertToVhdx } = await import('../../ops/convert-to-vhdx.js');
           source ??= (await import('../../ops/source.js')).vhdxSource(image!);
@@ -124,6 +146,7 @@ vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch imag
       stop.dispose();
       if (input === '-') process.stdin.destroy(); // bytes past --size are not waited for
       if (image) await image.close();
+      else if (vhd) await vhd.close();
       else await inputBackend?.close();
     }
   },
@@ -131,6 +154,17 @@ vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch imag
 
 /** Bytes `convert` reads at a time from an image given by URL: 8 requests of 1 MiB. */
 const HTTP_CHUNK = 8 * 1024 * 1024;
+
+/**
+ * The VHD footer's timestamp: `SOURCE_DATE_EPOCH` (whole seconds since 1970) when set, so the same
+ * input gives the same bytes (reproducible builds); else now.
+ */
+function sourceDateEpoch(): Date | undefined {
+  const text = process.env.SOURCE_DATE_EPOCH;
+  if (text === undefined || text === '') return undefined;
+  if (!/^\d+$/.test(text)) throw usage(`SOURCE_DATE_EPOCH must be whole seconds since 1970, not ${JSON.stringify(text)}`);
+  return new Date(Number(text) * 1000);
+}
 
 /**
  * Standard input as the chunks of a disk of `size` bytes: each wait is cut short by a signal, and an

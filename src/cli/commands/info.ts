@@ -1,4 +1,6 @@
-import { openImage } from '../../node/paths.js';
+import { diskFormat, openDisk, openImage } from '../../node/paths.js';
+import type { VhdImage } from '../../vhd/image.js';
+import { VhdxError } from '../../format/errors.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
 import { printJson, shownPath, writeStdout, JSON_OPTION } from '../output.js';
@@ -11,6 +13,7 @@ export const info: Command = {
 vhdx info disk.vhdx
 vhdx info disk.vhdx --json | jq .virtualSize
 vhdx info checkpoint.avhdx --chain   # the child and every parent
+vhdx info disk.vhd                   # a VHD (v1): type, size, geometry, creator
 `,
   options: {
     json: JSON_OPTION,
@@ -19,6 +22,7 @@ vhdx info checkpoint.avhdx --chain   # the child and every parent
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
+    if ((await diskFormat(file!)) === 'vhd') return vhdInfo(file!, values);
     // The file alone unless the chain is asked for: a missing parent does not stop `info`.
     const image = await openImage(file!, { readOnly: true, ...(values.chain ? parentOptions(values) : { parentPath: false }) });
     try {
@@ -59,3 +63,45 @@ vhdx info checkpoint.avhdx --chain   # the child and every parent
     }
   },
 };
+
+/** `info` of a VHD (v1): the footer and dynamic header, per layer with `--chain`. */
+async function vhdInfo(file: string, values: Record<string, unknown>): Promise<void> {
+  const disk = await openDisk(file, values.chain ? parentOptions(values) : { parentPath: false });
+  if (disk.kind !== 'vhd') {
+    await disk.close();
+    throw new VhdxError('IO', 'the file changed while it was being opened', { file });
+  }
+  try {
+    const layers: VhdImage[] = [];
+    for (let layer: VhdImage | null = disk.image; layer; layer = values.chain ? layer.parent : null) layers.push(layer);
+    const infos = layers.map((layer) => ({ file: layer.backend.name, ...layer.info() }));
+    if (values.json) return await printJson(values.chain ? infos : infos[0]);
+    const blocks = infos.map((i) => {
+      const g = i.geometry;
+      const rows: [string, string][] = [
+        ['file', i.file],
+        ['format', 'VHD (v1)'],
+        ['type', i.type],
+        ['virtual size', `${humanSize(i.virtualSize)} (${i.virtualSize} bytes)`],
+        ['file size', `${humanSize(i.fileSize)} (${i.fileSize} bytes)`],
+        ['allocated', `${humanSize(i.allocatedBytes)} (${i.allocatedBytes} bytes)`],
+      ];
+      if (i.blockSize !== null) rows.push(['block size', humanSize(i.blockSize)]);
+      rows.push(
+        ['geometry', `${g.cylinders} cylinders, ${g.heads} heads, ${g.sectorsPerTrack} sectors per track (${humanSize(g.cylinders * g.heads * g.sectorsPerTrack * 512)})`],
+        ['unique id', i.uniqueId],
+        ['created', i.created],
+        ['creator', i.creator],
+      );
+      if (i.savedState) rows.push(['saved state', 'yes']);
+      if (i.parentUniqueId) rows.push(['parent unique id', i.parentUniqueId]);
+      if (i.parentName) rows.push(['parent name', i.parentName]);
+      for (const w of i.warnings) rows.push(['warning', w]);
+      const width = Math.max(...rows.map((r) => r[0].length)) + 1;
+      return rows.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}`).join('\n');
+    });
+    await writeStdout(blocks.join('\n\n') + '\n');
+  } finally {
+    await disk.close();
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * VHD (v1) against the peers. We write fixed VHDs (from raw and from a VHDX with scattered data) and
+ * qemu-img (`-f vpc`) and libvhdi read them back byte for byte; qemu-img writes fixed and dynamic VHDs
+ * and we read them (to raw, byte-compared, and to VHDX, which qemu-img compares with the raw).
+ *
+ * QEMU takes the size of a VHD whose creator it does not know (ours is `vhdx`) from the CHS geometry,
+ * which for most sizes is a little smaller than the footer's Current Size; Hyper-V, Azure and libvhdi
+ * use Current Size. So QEMU reads our files with `force_size_calc=current_size`, and one check pins the
+ * geometry size QEMU sees without it.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { VHDX_BIN, requireProgram, run, runOk, sha256File, tempDir, tiledBytes } from '../helpers.js';
+import { compareFiles, fillWrite, libvhdiRead, requirePyvhdi, SMALL_SIZE, writeModelRaw, type Write } from './util.js';
+import { chsGeometry } from '../../src/vhd/footer.js';
+
+const MiB = 1024 * 1024;
+/** Scattered data: an unaligned run, a run across a 2 MiB block boundary, random bytes, the last sector. */
+const WRITES: Write[] = [
+  fillWrite(1000, 3001, 0x11),
+  { offset: 6 * MiB - 777, data: tiledBytes(MiB + 1555, 5) },
+  fillWrite(17 * MiB + 512, 64 * 1024, 0x33),
+  { offset: 30 * MiB + 5, data: tiledBytes(200_000, 6) },
+  fillWrite(SMALL_SIZE - 512, 512, 0x77),
+];
+const EPOCH = '1700000000';
+
+/** qemu-img's view of one of our VHDs, its size from the footer's Current Size. */
+function qemuVpc(path: string): string {
+  return `driver=vpc,force_size_calc=current_size,file.filename=${path}`;
+}
+
+function vhdx(args: string[], env: Record<string, string> = {}): void {
+  runOk(VHDX_BIN, args, { env: { SOURCE_DATE_EPOCH: EPOCH, ...env } });
+}
+
+/** Bytes 68-83 of the last sector: the footer's Unique Id, read without our codec. */
+function footerUniqueId(path: string): string {
+  const bytes = readFileSync(path);
+  return bytes.subarray(bytes.length - 512 + 68, bytes.length - 512 + 84).toString('hex');
+}
+
+describe('VHD interop with qemu-img and libvhdi', () => {
+  let dir: { path: string; cleanup: () => void };
+  let raw: string;
+  const at = (name: string): string => join(dir.path, name);
+
+  before(() => {
+    requireProgram('qemu-img');
+    requirePyvhdi();
+    dir = tempDir('vhdx-vhd-interop-');
+    raw = at('expected.raw');
+    writeModelRaw(raw, SMALL_SIZE, WRITES);
+  });
+  after(() => dir.cleanup());
+
+  it('our fixed VHD from raw: qemu-img and libvhdi read the same bytes; the payload stays sparse', () => {
+    const vhd = at('from-raw.vhd');
+    vhdx(['convert', raw, vhd]);
+    assert.equal(statSync(vhd).size, SMALL_SIZE + 512);
+    assert.ok(statSync(vhd).blocks * 512 <= 6 * 2 * MiB + 64 * 1024, 'only the six 2 MiB chunks holding data are written');
+    const cmp = run('qemu-img', ['compare', '--image-opts', qemuVpc(vhd), `driver=raw,file.filename=${raw}`]);
+    assert.equal(cmp.code, 0, cmp.stdout.toString() + cmp.stderr);
+    const back = at('from-raw.qemu.raw');
+    runOk('qemu-img', ['convert', '--image-opts', qemuVpc(vhd), '-O', 'raw', back]);
+    assert.equal(compareFiles(back, raw), null);
+    const libvhdi = libvhdiRead(vhd, raw);
+    assert.equal(libvhdi.mediaSize, SMALL_SIZE);
+    assert.equal(libvhdi.firstDifference, null);
+    // Without the option QEMU goes by the geometry (creator `vhdx` is not in its list).
+    const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', '-f', 'vpc', vhd]).toString()) as { 'virtual-size': number };
+    const g = chsGeometry(SMALL_SIZE);
+    assert.equal(info['virtual-size'], g.cylinders * g.heads * g.sectorsPerTrack * 512);
+  });
+
+  it('our fixed VHD from a qemu-made VHDX: same bytes, the Virtual Disk ID kept, reproducible with SOURCE_DATE_EPOCH', () => {
+    const source = at('qemu.vhdx');
+    runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic,block_size=8M', raw, source]);
+    const a = at('from-vhdx-a.vhd');
+    const b = at('from-vhdx-b.vhd');
+    vhdx(['convert', source, a]);
+    vhdx(['convert', source, b, '-O', 'vhd']);
+    const cmp = run('qemu-img', ['compare', '--image-opts', qemuVpc(a), `driver=raw,file.filename=${raw}`]);
+    assert.equal(cmp.code, 0, cmp.stdout.toString() + cmp.stderr);
+    assert.equal(libvhdiRead(a, raw).firstDifference, null);
+    assert.equal(sha256File(a), sha256File(b), 'same source, same SOURCE_DATE_EPOCH: same bytes');
+    const id = JSON.parse(runOk(VHDX_BIN, ['info', source, '--json']).toString()) as { virtualDiskId: string };
+    const vhdInfo = JSON.parse(runOk(VHDX_BIN, ['info', a, '--json']).toString()) as { uniqueId: string; created: string };
+    assert.equal(vhdInfo.uniqueId, id.virtualDiskId);
+    assert.equal(vhdInfo.created, new Date(Number(EPOCH) * 1000).toISOString());
+    // And the VHD converted back to VHDX keeps reading the same.
+    const again = at('again.vhdx');
+    vhdx(['convert', a, again]);
+    assert.equal(run('qemu-img', ['compare', '-f', 'vhdx', '-F', 'raw', again, raw]).code, 0);
+  });
+
+  for (const subformat of ['fixed', 'dynamic'] as const) {
+    it(`qemu-img's ${subformat} VHD (force_size=on): we read it to raw and to VHDX`, () => {
+      const vhd = at(`qemu-${subformat}.vhd`);
+      runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', '-o', `subformat=${subformat},force_size=on`, raw, vhd]);
+      const info = JSON.parse(runOk(VHDX_BIN, ['info', vhd, '--json']).toString()) as { type: string; virtualSize: number; creator: string };
+      assert.equal(info.type, subformat);
+      assert.equal(info.virtualSize, SMALL_SIZE);
+      const back = at(`qemu-${subformat}.raw`);
+      vhdx(['convert', vhd, back]);
+      assert.equal(compareFiles(back, raw), null);
+      const asVhdx = at(`qemu-${subformat}.vhdx`);
+      vhdx(['convert', vhd, asVhdx, '--block-size', '1M']);
+      const cmp = run('qemu-img', ['compare', '-f', 'vhdx', '-F', 'raw', asVhdx, raw]);
+      assert.equal(cmp.code, 0, cmp.stdout.toString() + cmp.stderr);
+      assert.equal(run(VHDX_BIN, ['compare', vhd, raw]).code, 0);
+      // Only the 1 MiB blocks the writes touched are allocated in the VHDX.
+      const touched = new Set<number>();
+      for (const w of WRITES) for (let b = Math.floor(w.offset / MiB); b <= Math.floor((w.offset + w.data.length - 1) / MiB); b++) touched.add(b);
+      const allocated = JSON.parse(runOk(VHDX_BIN, ['info', asVhdx, '--json']).toString()) as { allocatedBytes: number };
+      assert.equal(allocated.allocatedBytes, touched.size * MiB);
+    });
+  }
+
+  it("qemu-img's dynamic VHD without force_size (size rounded to whole cylinders): we read its Current Size", () => {
+    const vhd = at('qemu-chs.vhd');
+    runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', '-o', 'subformat=dynamic', raw, vhd]);
+    const qemuSize = (JSON.parse(runOk('qemu-img', ['info', '--output=json', vhd]).toString()) as { 'virtual-size': number })['virtual-size'];
+    const info = JSON.parse(runOk(VHDX_BIN, ['info', vhd, '--json']).toString()) as { virtualSize: number };
+    assert.equal(info.virtualSize, qemuSize);
+    const back = at('qemu-chs.raw');
+    vhdx(['convert', vhd, back]);
+    assert.equal(statSync(back).size, qemuSize);
+    assert.equal(run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', back, raw]).code, 0);
+  });
+
+  it('--azure: the size rounded up to a whole MiB; qemu-img and libvhdi read the data and the zero padding', () => {
+    const vhd = at('azure.vhd');
+    vhdx(['convert', raw, vhd, '--azure']);
+    const size = Math.ceil(SMALL_SIZE / MiB) * MiB;
+    assert.equal(statSync(vhd).size, size + 512);
+    const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', '--image-opts', qemuVpc(vhd)]).toString()) as { 'virtual-size': number };
+    assert.equal(info['virtual-size'], size);
+    // Different sizes, the extra part zeros: identical for qemu-img compare (not --strict).
+    assert.equal(run('qemu-img', ['compare', '--image-opts', qemuVpc(vhd), `driver=raw,file.filename=${raw}`]).code, 0);
+    assert.equal(libvhdiRead(vhd).mediaSize, size);
+    assert.match(footerUniqueId(vhd), /^[0-9a-f]{32}$/);
+  });
+});

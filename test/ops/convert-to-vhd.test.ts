@@ -1,0 +1,132 @@
+/** Fixed VHD output: payload then footer, holes where the source is zero, the footer written after a flush. */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryBackend } from '../../src/io/memory.js';
+import type { Backend } from '../../src/io/backend.js';
+import { convertToVhd } from '../../src/ops/convert-to-vhd.js';
+import { convertSourceToRaw } from '../../src/ops/convert-source.js';
+import { rawSource, vhdSource, vhdxSource } from '../../src/ops/source.js';
+import { create } from '../../src/ops/create.js';
+import { VhdxImage } from '../../src/image/image.js';
+import { VhdImage } from '../../src/vhd/image.js';
+import { guidFromString } from '../../src/format/guid.js';
+import { patternBytes } from '../helpers.js';
+import { buildVhd } from '../vhd/build-vhd.js';
+
+const MiB = 1024 * 1024;
+
+/** A memory backend recording the order of writes and flushes. */
+function recording(): { backend: Backend; events: string[]; memory: MemoryBackend } {
+  const memory = new MemoryBackend();
+  const events: string[] = [];
+  const backend: Backend = {
+    name: 'out.vhd',
+    readOnly: false,
+    read: (t, p) => memory.read(t, p),
+    write: (d, p) => (events.push(`write ${p} ${d.length}`), memory.write(d, p)),
+    flush: () => (events.push('flush'), memory.flush()),
+    size: () => memory.size(),
+    truncate: (s) => (events.push(`truncate ${s}`), memory.truncate(s)),
+    close: () => memory.close(),
+  };
+  return { backend, events, memory };
+}
+
+/** The footer fields read independently of the codec (big-endian offsets from the specification). */
+function footerFields(file: Uint8Array): { cookie: string; size: bigint; type: number; id: number[]; timestamp: number } {
+  const f = file.subarray(file.length - 512);
+  const dv = new DataView(f.buffer, f.byteOffset, 512);
+  return { cookie: Buffer.from(f.subarray(0, 8)).toString('latin1'), size: dv.getBigUint64(48), type: dv.getUint32(60), id: [...f.subarray(68, 84)], timestamp: dv.getUint32(24) };
+}
+
+describe('convertToVhd', () => {
+  test('raw source: payload at 0, zero chunks never written, footer last after a flush', async () => {
+    const size = 5 * MiB + 512;
+    const raw = new Uint8Array(size);
+    raw.set(patternBytes(1000, 1), 10);
+    raw.set(patternBytes(512, 2), 5 * MiB);
+    const { backend, events, memory } = recording();
+    const time = new Date('2030-01-01T00:00:00Z');
+    const footer = await convertToVhd(rawSource(new MemoryBackend(raw), size), backend, { time });
+    const out = memory.contents();
+    assert.equal(out.length, size + 512);
+    assert.deepEqual(out.subarray(0, size), raw);
+    const f = footerFields(out);
+    assert.equal(f.cookie, 'conectix');
+    assert.equal(f.size, BigInt(size));
+    assert.equal(f.type, 2);
+    assert.equal(f.timestamp, time.getTime() / 1000 - 946_684_800); // seconds since 2000-01-01
+    assert.deepEqual(f.id, [...footer.uniqueId]);
+    // Two data chunks written (the 2 MiB chunks at 0 and 4 MiB); the zero chunk at 2 MiB is a hole.
+    assert.deepEqual(events, [`truncate ${size}`, `write 0 ${2 * MiB}`, `write ${4 * MiB} ${MiB + 512}`, 'flush', `write ${size} 512`, 'flush']);
+  });
+
+  test('slow writes: a buffer is never refilled while its write is in flight (data, read-as-zero, data chunks)', async () => {
+    const size = 12 * MiB;
+    const raw = new Uint8Array(size);
+    for (const at of [0, 4 * MiB, 8 * MiB, 10 * MiB]) raw.set(patternBytes(MiB, at), at);
+    const memory = new MemoryBackend();
+    // Writes copy their data only after a delay, as a file write in flight would still read the buffer.
+    const slow: Backend = {
+      name: 'slow.vhd',
+      readOnly: false,
+      read: (t, p) => memory.read(t, p),
+      write: (d, p) => new Promise((done) => setTimeout(() => void memory.write(d, p).then(done), 5)),
+      flush: () => memory.flush(),
+      size: () => memory.size(),
+      truncate: (s) => memory.truncate(s),
+      close: () => memory.close(),
+    };
+    await convertToVhd(rawSource(new MemoryBackend(raw), size), slow);
+    assert.deepEqual(memory.contents().subarray(0, size), raw);
+  });
+
+  test('azure: the size is rounded up to a whole MiB, the padding reads as zeros', async () => {
+    const size = 3 * MiB + 1536;
+    const raw = patternBytes(size, 3);
+    const out = new MemoryBackend();
+    await convertToVhd(rawSource(new MemoryBackend(raw), size), out, { azure: true });
+    const bytes = out.contents();
+    assert.equal(bytes.length, 4 * MiB + 512);
+    assert.equal(footerFields(bytes).size, BigInt(4 * MiB));
+    assert.deepEqual(bytes.subarray(0, size), raw);
+    assert.ok(bytes.subarray(size, 4 * MiB).every((b) => b === 0));
+  });
+
+  test('VHDX source: Unique Id is its Virtual Disk ID; unallocated blocks are not read', async () => {
+    const vhdx = new MemoryBackend();
+    await create(vhdx, { virtualSize: 8 * MiB, blockSize: MiB });
+    const image = await VhdxImage.open(vhdx, { readOnly: false });
+    const data = patternBytes(3000, 4);
+    await image.write(6 * MiB + 100, data);
+    await image.flush();
+    const out = new MemoryBackend();
+    await convertToVhd(vhdxSource(image), out);
+    const bytes = out.contents();
+    assert.deepEqual(footerFields(bytes).id, [...guidFromString(image.info().virtualDiskId)]);
+    assert.deepEqual(bytes.subarray(6 * MiB + 100, 6 * MiB + 3100), data);
+    assert.ok(bytes.subarray(0, 6 * MiB + 100).every((b) => b === 0));
+    await image.close();
+  });
+
+  test('VHD source: a dynamic VHD becomes a fixed one with the same Unique Id; read back the same', async () => {
+    const id = Uint8Array.from({ length: 16 }, (_, i) => 200 - i);
+    const block = patternBytes(MiB, 9);
+    const dynamic = await VhdImage.open(new MemoryBackend(buildVhd({ type: 'dynamic', size: 4 * MiB, blockSize: MiB, blocks: new Map([[2, { data: block }]]), uniqueId: id })));
+    const out = new MemoryBackend();
+    await convertToVhd(vhdSource(dynamic), out);
+    const fixed = await VhdImage.open(out);
+    assert.equal(fixed.type, 'fixed');
+    assert.deepEqual([...fixed.uniqueId], [...id]);
+    assert.deepEqual(await fixed.read(2 * MiB, MiB), block);
+    assert.ok((await fixed.read(0, 2 * MiB)).every((b) => b === 0));
+  });
+
+  test('raw output to a stream gets every byte, zeros included', async () => {
+    const raw = new Uint8Array(3 * MiB);
+    raw[3 * MiB - 1] = 7;
+    const chunks: Uint8Array[] = [];
+    await convertSourceToRaw(rawSource(new MemoryBackend(raw), raw.length), { kind: 'stream', write: async (d) => void chunks.push(d.slice()) });
+    assert.deepEqual(Buffer.concat(chunks), Buffer.from(raw));
+  });
+});
