@@ -1,4 +1,4 @@
-import { diskFormat, openDisk, openImage } from '../../node/paths.js';
+import { openDisk } from '../../node/paths.js';
 import type { VhdImage } from '../../vhd/image.js';
 import { VhdxError } from '../../format/errors.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
@@ -22,9 +22,15 @@ vhdx info disk.vhd                   # a VHD (v1): type, size, geometry, creator
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
-    if ((await diskFormat(file!)) === 'vhd') return vhdInfo(file!, values);
-    // The file alone unless the chain is asked for: a missing parent does not stop `info`.
-    const image = await openImage(file!, { readOnly: true, ...(values.chain ? parentOptions(values) : { parentPath: false }) });
+    // Opened once, as what it holds (one backend: a URL costs its requests once). The file alone unless
+    // the chain is asked for: a missing parent does not stop `info`.
+    const disk = await openDisk(file!, values.chain ? parentOptions(values) : { parentPath: false });
+    if (disk.kind === 'vhd') return vhdInfo(disk.image, values);
+    if (disk.kind === 'raw') {
+      await disk.close();
+      throw new VhdxError('NOT_VHDX', 'not a VHDX file (no "vhdxfile" signature at offset 0) nor a VHD (no footer)', { file: shownPath(file!), offset: 0 });
+    }
+    const image = disk.image;
     try {
       if (values.chain) {
         const chain = image.chain().map((layer) => ({ file: layer.backend.name, ...layer.info() }));
@@ -65,15 +71,10 @@ vhdx info disk.vhd                   # a VHD (v1): type, size, geometry, creator
 };
 
 /** `info` of a VHD (v1): the footer and dynamic header, per layer with `--chain`. */
-async function vhdInfo(file: string, values: Record<string, unknown>): Promise<void> {
-  const disk = await openDisk(file, values.chain ? parentOptions(values) : { parentPath: false });
-  if (disk.kind !== 'vhd') {
-    await disk.close();
-    throw new VhdxError('IO', 'the file changed while it was being opened', { file });
-  }
+async function vhdInfo(image: VhdImage, values: Record<string, unknown>): Promise<void> {
   try {
     const layers: VhdImage[] = [];
-    for (let layer: VhdImage | null = disk.image; layer; layer = values.chain ? layer.parent : null) layers.push(layer);
+    for (let layer: VhdImage | null = image; layer; layer = values.chain ? layer.parent : null) layers.push(layer);
     const infos = layers.map((layer) => ({ file: layer.backend.name, ...layer.info() }));
     if (values.json) return await printJson(values.chain ? infos : infos[0]);
     const blocks = infos.map((i) => {
@@ -102,6 +103,6 @@ async function vhdInfo(file: string, values: Record<string, unknown>): Promise<v
     });
     await writeStdout(blocks.join('\n\n') + '\n');
   } finally {
-    await disk.close();
+    await image.close();
   }
 }
