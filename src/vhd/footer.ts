@@ -199,3 +199,23 @@ export function newVhdFooter(diskType: VhdDiskType, virtualSize: number, options
 export function azureSize(size: number): number {
   return roundUp(size, AZURE_SIZE_UNIT);
 }
+
+export interface ImageFooterOptions {
+  /** The source's Virtual Disk ID when it is a VHDX (the disk keeps its identity); else a random one is made. */
+  virtualDiskId?: Guid | null;
+  /** The timestamp; callers pass SOURCE_DATE_EPOCH when it is set, so builds are reproducible. Default: now. */
+  time?: Date;
+}
+
+/**
+ * The footer of the fixed VHD made from a virtual disk of `virtualSize` bytes (upload to Azure, and
+ * conversion to VHD, follow the same rules): the size rounded up to a whole MiB (`azureSize`, so
+ * the file is that plus the footer), the unique ID from the VHDX's Virtual Disk ID when there is
+ * one, the time given.
+ */
+export function fixedFooterFor(virtualSize: number, options: ImageFooterOptions = {}): VhdFooter {
+  return newVhdFooter('fixed', azureSize(virtualSize), {
+    ...(options.virtualDiskId ? { uniqueId: options.virtualDiskId } : {}),
+    ...(options.time ? { time: options.time } : {}),
+  });
+}
