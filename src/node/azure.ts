@@ -204,6 +204,25 @@ function isTransient(error: unknown): boolean {
 }
 
 /**
+ * Runs a read again after a transient failure (a connection reset in the middle of a body is one the
+ * client's own retry policy does not always take up): `maxTries` attempts, the delay doubling.
+ */
+async function withRetries<T>(attempt: () => Promise<T>, retry: AzureRetryOptions | undefined, signal: AbortSignal | undefined): Promise<T> {
+  const tries = retry?.maxTries ?? 6;
+  let delay = retry?.retryDelayMs ?? 500;
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const cut = (error as RestErrorLike)?.name === 'AbortError' && !signal?.aborted;
+      if (n >= tries || signal?.aborted || !(cut || isTransient(error))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, retry?.maxRetryDelayMs ?? 30_000);
+    }
+  }
+}
+
+/**
  * Every failure as a typed one-line error with no secret in it: an HTTP answer (403 access denied,
  * 404 container or blob missing, 412 changed...) or a network failure is REMOTE; an abort is the
  * signal's reason.
@@ -563,7 +582,7 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
 
     doing = 'verifying';
     const verify = options.verify ?? 'sample';
-    if (verify !== 'none') await verifyContents(client, source, expectedRanges, footerThere ? null : footerBytes, dataSize, verify, parallel, signal);
+    if (verify !== 'none') await verifyContents(client, source, expectedRanges, footerThere ? null : footerBytes, dataSize, verify, parallel, options.retry, signal);
 
     doing = 'recording the upload as complete';
     await client.setMetadata({ [META_SOURCE]: source.identity, [META_STATE]: 'complete' }, { abortSignal: signal });
@@ -594,8 +613,8 @@ const SAMPLE_LENGTH = MiB;
  * Reads written ranges back and compares them with the source: all of them (`full`), or the first,
  * the last and two in between (`sample`); and the footer, which must decode and describe this disk.
  */
-async function verifyContents(client: PageBlobClient, source: UploadSource, ranges: Range[], footer: Buffer | null, dataSize: number, mode: 'full' | 'sample', parallel: number, signal: AbortSignal | undefined): Promise<void> {
-  const stored = await client.downloadToBuffer(Buffer.alloc(VHD_FOOTER_SIZE), dataSize, VHD_FOOTER_SIZE, { abortSignal: signal, maxRetryRequestsPerBlock: 5 });
+async function verifyContents(client: PageBlobClient, source: UploadSource, ranges: Range[], footer: Buffer | null, dataSize: number, mode: 'full' | 'sample', parallel: number, retry: AzureRetryOptions | undefined, signal: AbortSignal | undefined): Promise<void> {
+  const stored = await withRetries(() => client.downloadToBuffer(Buffer.alloc(VHD_FOOTER_SIZE), dataSize, VHD_FOOTER_SIZE, { abortSignal: signal, maxRetryRequestsPerBlock: 5 }), retry, signal);
   if (footer && !stored.equals(footer)) throw new VhdxError('REMOTE', 'the footer read back differs from the one written', { offset: dataSize });
   const decoded = decodeVhdFooter(stored);
   if (decoded.diskType !== 'fixed' || decoded.currentSize !== dataSize) throw new VhdxError('REMOTE', `the footer read back describes a ${decoded.diskType} disk of ${decoded.currentSize} bytes, not a fixed disk of ${dataSize}`, { offset: dataSize });
@@ -616,7 +635,7 @@ async function verifyContents(client: PageBlobClient, source: UploadSource, rang
       if (!mine) expectedBuffer.set(buffer, (mine = Buffer.allocUnsafe(AZURE_MAX_PAGE_WRITE)));
       const want = mine.subarray(0, length);
       await source.read(want, piece.start);
-      const got = await client.downloadToBuffer(buffer.subarray(0, length), piece.start, length, { abortSignal: signal, maxRetryRequestsPerBlock: 5 });
+      const got = await withRetries(() => client.downloadToBuffer(buffer.subarray(0, length), piece.start, length, { abortSignal: signal, maxRetryRequestsPerBlock: 5 }), retry, signal);
       if (!got.equals(want)) {
         let at = 0;
         while (got[at] === want[at]) at++;
@@ -638,7 +657,7 @@ const WINDOW = 4 * MiB;
  * (the rest is known to be zeros), a window of 4 MiB at a time, `parallel` windows ahead of the reader;
  * every request is conditional on the ETag, so a blob changed during the copy fails it (CHANGED).
  */
-function pageBlobSource(client: PageBlobClient, size: number, ranges: Range[], etag: string, parallel: number, signal: AbortSignal | undefined, onFetched: (n: number) => void): DiskSource {
+function pageBlobSource(client: PageBlobClient, size: number, ranges: Range[], etag: string, parallel: number, retry: AzureRetryOptions | undefined, signal: AbortSignal | undefined, onFetched: (n: number) => void): DiskSource {
   const dataWindows: number[] = [];
   for (const r of ranges) {
     for (let w = Math.floor(r.start / WINDOW); w * WINDOW < r.end; w++) if (dataWindows[dataWindows.length - 1] !== w) dataWindows.push(w);
@@ -651,7 +670,8 @@ function pageBlobSource(client: PageBlobClient, size: number, ranges: Range[], e
     for (let i = firstEndingAfter(ranges, start); i < ranges.length && ranges[i]!.start < end; i++) {
       const from = Math.max(start, ranges[i]!.start);
       const to = Math.min(end, ranges[i]!.end);
-      await client.downloadToBuffer(out.subarray(from - start, to - start), from, to - from, { abortSignal: signal, conditions: { ifMatch: etag }, maxRetryRequestsPerBlock: 5, blockSize: WINDOW, concurrency: 1 });
+      const options = { abortSignal: signal, conditions: { ifMatch: etag }, maxRetryRequestsPerBlock: 5, blockSize: WINDOW, concurrency: 1 };
+      await withRetries(() => client.downloadToBuffer(out.subarray(from - start, to - start), from, to - from, options), retry, signal);
       onFetched(to - from);
     }
     return out;
@@ -713,7 +733,8 @@ export async function downloadFromAzure(target: AzureTarget, output: Backend, op
     if (properties.blobType !== 'PageBlob') throw new VhdxError('BAD_VHD', `not a VHD: a ${properties.blobType ?? 'blob'} of ${length} bytes (a VHD is stored as a page blob)`);
     if (length < VHD_FOOTER_SIZE + AZURE_PAGE_SIZE || !isMultipleOf(length, AZURE_PAGE_SIZE)) throw new VhdxError('BAD_VHD', `not a VHD: a page blob of ${length} bytes cannot hold a disk and a footer`);
     doing = 'reading the footer';
-    const footerBytes = await client.downloadToBuffer(Buffer.alloc(VHD_FOOTER_SIZE), length - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE, { abortSignal: signal, conditions: { ifMatch: etag }, maxRetryRequestsPerBlock: 5 });
+    const footerOptions = { abortSignal: signal, conditions: { ifMatch: etag }, maxRetryRequestsPerBlock: 5 };
+    const footerBytes = await withRetries(() => client.downloadToBuffer(Buffer.alloc(VHD_FOOTER_SIZE), length - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE, footerOptions), options.retry, signal);
     const footer = decodeVhdFooter(footerBytes);
     if (footer.diskType !== 'fixed') throw new VhdxError('UNSUPPORTED', `the blob holds a ${footer.diskType} VHD; only fixed VHDs are stored in page blobs`);
     const virtualSize = footer.currentSize;
@@ -724,7 +745,7 @@ export async function downloadFromAzure(target: AzureTarget, output: Backend, op
     const ranges = (await listPageRanges(client, roundUp(virtualSize, AZURE_PAGE_SIZE), signal, etag)).map((r) => ({ start: r.start, end: Math.min(r.end, virtualSize) }));
     doing = 'copying the pages';
     let fetchedBytes = 0;
-    const source = pageBlobSource(client, virtualSize, ranges, etag, parallel, signal, (n) => (fetchedBytes += n));
+    const source = pageBlobSource(client, virtualSize, ranges, etag, parallel, options.retry, signal, (n) => (fetchedBytes += n));
     const { parallel: _p, retry: _r, signal: _s, ...shape } = options;
     await convertToVhdx(source, output, { ...shape, ...(signal ? { signal } : {}) });
     return { blob: displayName(client), virtualSize, footer, fetchedBytes };
