@@ -140,3 +140,36 @@ describe('resume after SIGKILL', () => {
     checkBlobBytes(new Uint8Array(await pageBlob('resume.vhd').downloadToBuffer()), model, { size });
   });
 });
+
+describe('Ctrl-C', () => {
+  test('SIGINT stops an upload at once with a one-line message; --resume then completes it', async () => {
+    const size = 8 * MiB;
+    const image = join(dir.path, 'interrupt.vhdx');
+    const model = await makeVhdx(image, size, runs(0, size, 128 * 1024, 256 * 1024, 300));
+    const url = azurite.sasUrl('disks', 'interrupt.vhd', { origin: proxy.origin });
+    proxy.resetStats();
+    // A long stall on an early page write: the upload is surely in the middle when the signal comes.
+    proxy.setPlan({ stalls: [{ request: 4, ms: 6000 }] });
+    try {
+      const child = spawn(process.execPath, [VHDX_BIN, 'upload', image, url, '--parallel', '1', '--no-progress'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      while (proxy.stats.stalls === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      const signalled = Date.now();
+      child.kill('SIGINT');
+      const code = await exited;
+      assert.equal(code, 130, stderr);
+      assert.ok(Date.now() - signalled < 5000, 'stopped without waiting for the stalled request');
+      const lines = stderr.trim().split('\n');
+      assert.equal(lines.length, 1, stderr);
+      assert.match(lines[0]!, /^vhdx: http:\/\/127\.0\.0\.1:\d+\/devstoreaccount1\/disks\/interrupt\.vhd: interrupted by SIGINT; .*--resume/);
+    } finally {
+      proxy.setPlan({});
+    }
+    assert.equal((await pageBlob('interrupt.vhd').getProperties()).metadata?.['vhdxstate'], 'uploading');
+    const again = await runAsync(VHDX_BIN, ['upload', image, url, '--resume', '--no-progress']);
+    assert.equal(again.code, 0, again.stderr);
+    checkBlobBytes(new Uint8Array(await pageBlob('interrupt.vhd').downloadToBuffer()), model, { size });
+  });
+});
