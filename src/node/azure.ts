@@ -474,7 +474,8 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
     const dataSize = footer.currentSize;
     const blobSize = dataSize + VHD_FOOTER_SIZE;
     const progress: UploadProgress = { scanned: 0, total: source.size, sent: 0, skipped: 0 };
-    const report = (): void => options.onProgress?.({ ...progress });
+    // Skipped: everything looked at and not sent (holes, zeros, pages already there).
+    const report = (): void => options.onProgress?.({ ...progress, skipped: Math.max(0, progress.scanned - progress.sent) });
 
     doing = 'reading the blob properties';
     let present: Range[] = [];
@@ -527,19 +528,18 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
         await source.read(data, candidate.start);
         const runs = nonZeroRuns(data, candidate.start);
         expected.push(...runs);
-        let toSend = 0;
         for (const run of runs) {
           for (const missing of subtract(run.start, run.end, present)) {
-            toSend += missing.end - missing.start;
             await writeRange(missing, buffer, data.subarray(missing.start - candidate.start, missing.end - candidate.start));
           }
         }
         progress.scanned = Math.max(progress.scanned, candidate.end);
-        progress.skipped += length - toSend;
         report();
       },
       signal,
     );
+    progress.scanned = source.size;
+    report();
     const expectedRanges = normalize(expected);
     const dataBytes = totalLength(expectedRanges);
 
