@@ -236,6 +236,9 @@ function remoteError(error: unknown, client: PageBlobClient | null, signal: Abor
     return error;
   }
   const e = error as RestErrorLike & { cause?: { code?: string } };
+  // Only what came from the service or the network is REMOTE; anything else (a bug) goes on as it is.
+  const fromNetwork = e?.name === 'RestError' || e?.name === 'AbortError' || typeof e?.statusCode === 'number' || /^E[A-Z]+$/.test(String(e?.code ?? ''));
+  if (!fromNetwork) return error;
   const code = e?.details?.errorCode ?? e?.code;
   const status = e?.statusCode;
   const data = { status, code };
@@ -582,7 +585,9 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
 
     doing = 'verifying';
     const verify = options.verify ?? 'sample';
-    if (verify !== 'none') await verifyContents(client, source, expectedRanges, footerThere ? null : footerBytes, dataSize, verify, parallel, options.retry, signal);
+    // The footer the blob holds (a resumed upload may have written it in an earlier run).
+    let stored = footer;
+    if (verify !== 'none') stored = await verifyContents(client, source, expectedRanges, footerThere ? null : footerBytes, dataSize, verify, parallel, options.retry, signal);
 
     doing = 'recording the upload as complete';
     await client.setMetadata({ [META_SOURCE]: source.identity, [META_STATE]: 'complete' }, { abortSignal: signal });
@@ -590,7 +595,7 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
       blob: displayName(client),
       virtualSize: source.size,
       blobSize,
-      footer,
+      footer: stored,
       dataBytes,
       sentBytes,
       presentBytes: totalLength(present.filter((r) => r.start < dataSize)),
@@ -611,13 +616,14 @@ const SAMPLE_LENGTH = MiB;
 
 /**
  * Reads written ranges back and compares them with the source: all of them (`full`), or the first,
- * the last and two in between (`sample`); and the footer, which must decode and describe this disk.
+ * the last and two in between (`sample`); and the footer, which must decode and describe this disk
+ * (it is returned).
  */
-async function verifyContents(client: PageBlobClient, source: UploadSource, ranges: Range[], footer: Buffer | null, dataSize: number, mode: 'full' | 'sample', parallel: number, retry: AzureRetryOptions | undefined, signal: AbortSignal | undefined): Promise<void> {
+async function verifyContents(client: PageBlobClient, source: UploadSource, ranges: Range[], footer: Buffer | null, dataSize: number, mode: 'full' | 'sample', parallel: number, retry: AzureRetryOptions | undefined, signal: AbortSignal | undefined): Promise<VhdFooter> {
   const stored = await withRetries(() => client.downloadToBuffer(Buffer.alloc(VHD_FOOTER_SIZE), dataSize, VHD_FOOTER_SIZE, { abortSignal: signal, maxRetryRequestsPerBlock: 5 }), retry, signal);
-  if (footer && !stored.equals(footer)) throw new VhdxError('REMOTE', 'the footer read back differs from the one written', { offset: dataSize });
+  if (footer && !stored.equals(footer)) throw new VhdxError('REMOTE', 'the footer read back differs from the one written', { data: { blobOffset: dataSize } });
   const decoded = decodeVhdFooter(stored);
-  if (decoded.diskType !== 'fixed' || decoded.currentSize !== dataSize) throw new VhdxError('REMOTE', `the footer read back describes a ${decoded.diskType} disk of ${decoded.currentSize} bytes, not a fixed disk of ${dataSize}`, { offset: dataSize });
+  if (decoded.diskType !== 'fixed' || decoded.currentSize !== dataSize) throw new VhdxError('REMOTE', `the footer read back describes a ${decoded.diskType} disk of ${decoded.currentSize} bytes, not a fixed disk of ${dataSize}`, { data: { blobOffset: dataSize } });
 
   let pieces = ranges.flatMap((r) => [...piecesOf(r.start, r.end)]);
   if (mode === 'sample' && pieces.length > SAMPLES) {
@@ -639,11 +645,12 @@ async function verifyContents(client: PageBlobClient, source: UploadSource, rang
       if (!got.equals(want)) {
         let at = 0;
         while (got[at] === want[at]) at++;
-        throw new VhdxError('REMOTE', `the blob reads back different bytes from the source at virtual offset ${piece.start + at}`, { offset: piece.start + at });
+        throw new VhdxError('REMOTE', `the blob reads back different bytes from the source at virtual offset ${piece.start + at}`, { data: { virtualOffset: piece.start + at } });
       }
     },
     signal,
   );
+  return decoded;
 }
 
 // ---------------------------------------------------------------------------------------------------
