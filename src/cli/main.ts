@@ -24,6 +24,8 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
   { name: 'serve', summary: 'serve an image over NBD (Network Block Device) to qemu, nbd-client, libnbd tools and others', load: async () => (await import('./commands/serve.js')).serve },
   { name: 'commit', summary: 'merge a differencing image into its parent', load: async () => (await import('./commands/commit.js')).commit },
   { name: 'rebase', summary: 'point a differencing image at a new parent (moved, renamed or copied)', load: async () => (await import('./commands/rebase.js')).rebase },
+  { name: 'upload', summary: 'upload an image to an Azure page blob as a fixed VHD (only the data travels; resumable)', load: async () => (await import('./commands/upload.js')).upload },
+  { name: 'download', summary: 'download an Azure page blob holding a fixed VHD into a new VHDX (only its pages are fetched)', load: async () => (await import('./commands/download.js')).download },
   { name: 'web', summary: 'inspect an image in a web page (headers, log, allocation, check, sectors), served on 127.0.0.1 only', load: async () => (await import('./commands/web.js')).web },
   { name: 'demo', summary: 'create a sample image, write a pattern, flush, reopen, verify, and show info and map', load: async () => (await import('./commands/demo.js')).demo },
 ];

@@ -18,7 +18,8 @@ import { humanSize } from './args.js';
 import type { OptionSpec } from './command.js';
 
 export interface Progress {
-  update(done: number, total?: number): void;
+  /** `note` is shown after the counts (e.g. what an upload sent and skipped). */
+  update(done: number, total?: number, note?: string): void;
   stop(): void;
 }
 
@@ -39,14 +40,14 @@ type CliProgress = typeof import('cli-progress');
 export async function progressBar(mode: boolean | undefined, label: string, options: { unit?: 'bytes' | 'fraction' } = {}): Promise<Progress> {
   if (mode === false || !process.stderr.isTTY) return SILENT;
   const started = Date.now();
-  let latest: { done: number; total: number | undefined } | null = null;
+  let latest: { done: number; total: number | undefined; note: string } | null = null;
   let stopped = false;
   let bar: ReturnType<typeof makeBar> | null = null;
 
   const show = (lib: CliProgress): void => {
     if (stopped || bar) return;
     bar = makeBar(lib, label, started, options.unit ?? 'bytes');
-    if (latest) bar.update(latest.done, latest.total);
+    if (latest) bar.update(latest.done, latest.total, latest.note);
   };
 
   let timer: NodeJS.Timeout | null = null;
@@ -60,9 +61,9 @@ export async function progressBar(mode: boolean | undefined, label: string, opti
     timer.unref();
   }
   return {
-    update(done, total) {
-      latest = { done, total };
-      bar?.update(done, total);
+    update(done, total, note = '') {
+      latest = { done, total, note };
+      bar?.update(done, total, note);
     },
     stop() {
       stopped = true;
@@ -76,12 +77,12 @@ async function loadLibrary(): Promise<CliProgress> {
   return (await import('cli-progress')).default;
 }
 
-const KNOWN_FORMAT = '{label} [{bar}] {percentage}% | {doneH} / {totalH} | {rate} | ETA {eta_formatted}';
-const UNKNOWN_FORMAT = '{label} {doneH} | {rate}';
+const KNOWN_FORMAT = '{label} [{bar}] {percentage}% | {doneH} / {totalH} | {rate} | ETA {eta_formatted}{note}';
+const UNKNOWN_FORMAT = '{label} {doneH} | {rate}{note}';
 /** Work measured as a fraction (`update(0.25, 1)`): no byte counts or rate. */
-const FRACTION_FORMAT = '{label} [{bar}] {percentage}% | ETA {eta_formatted}';
+const FRACTION_FORMAT = '{label} [{bar}] {percentage}% | ETA {eta_formatted}{note}';
 
-function makeBar(lib: CliProgress, label: string, started: number, unit: 'bytes' | 'fraction'): { update(done: number, total: number | undefined): void; stop(): void } {
+function makeBar(lib: CliProgress, label: string, started: number, unit: 'bytes' | 'fraction'): { update(done: number, total: number | undefined, note: string): void; stop(): void } {
   const bar = new lib.SingleBar(
     {
       stream: process.stderr,
@@ -96,10 +97,10 @@ function makeBar(lib: CliProgress, label: string, started: number, unit: 'bytes'
   );
   let running = false;
   return {
-    update(done, total) {
+    update(done, total, note) {
       const seconds = Math.max((Date.now() - started) / 1000, 0.001);
       const known = total !== undefined;
-      const payload = { label, known, doneH: humanSize(done), totalH: known ? humanSize(total) : '', rate: `${humanSize(Math.round(done / seconds))}/s` };
+      const payload = { label, known, doneH: humanSize(done), totalH: known ? humanSize(total) : '', rate: `${humanSize(Math.round(done / seconds))}/s`, note: note ? ` | ${note}` : '' };
       if (!running) {
         bar.start(known ? total : 0, done, payload);
         running = true;
