@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PageBlobClient } from '@azure/storage-blob';
 import { uploadToAzure } from '../../src/node/azure.js';
@@ -135,7 +135,17 @@ describe('upload to a page blob', () => {
     const opened = await openImage(path);
     const diskId = guidFromString(opened.info().virtualDiskId);
     await opened.close();
-    checkBlobBytes(await wholeBlob(pageBlob('disks', 'odd.vhd')), oddModel, { size: 6 * MiB, uniqueId: diskId, time: 1767225600 });
+    const blob = await wholeBlob(pageBlob('disks', 'odd.vhd'));
+    checkBlobBytes(blob, oddModel, { size: 6 * MiB, uniqueId: diskId, time: 1767225600 });
+    // The same bytes as the fixed VHD `convert -O vhd --azure` writes of the same disk at the same time.
+    const converted = join(dir.path, 'odd-converted.vhd');
+    const c = vhdx(['convert', path, converted, '--azure', '--no-progress'], { SOURCE_DATE_EPOCH: '1767225600' });
+    assert.equal(c.code, 0, c.stderr);
+    assert.ok(Buffer.from(blob).equals(readFileSync(converted)), 'the blob equals the converted VHD byte for byte');
+    // And that VHD, uploaded as it is, gives the same blob again (a VHD input keeps its Unique Id).
+    const again = vhdx(['upload', converted, azurite.sasUrl('disks', 'odd-again.vhd')], { SOURCE_DATE_EPOCH: '1767225600' });
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(Buffer.from(await wholeBlob(pageBlob('disks', 'odd-again.vhd'))).equals(blob), 'a VHD uploaded gives the same blob');
   });
 
   test('CLI: a sparse raw file: holes and zeros are not sent, a random unique ID', async () => {
