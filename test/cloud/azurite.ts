@@ -57,13 +57,19 @@ async function listening(port: number, deadline: number, gone: () => boolean): P
   }
 }
 
-export async function startAzurite(): Promise<Azurite> {
+/**
+ * Starts the emulator on 127.0.0.1 (a free port) in a folder of its own. `onDisk`: blobs are kept in
+ * that folder instead of memory (for gigabytes: the in-memory store is capped at half the RAM, and
+ * deleted blobs leave it only when the emulator collects them).
+ */
+export async function startAzurite(options: { onDisk?: boolean } = {}): Promise<Azurite> {
   const folder = mkdtempSync(join(tmpdir(), 'vhdx-azurite-'));
   const port = await freePort();
   const bin = join(ROOT, 'node_modules', '.bin', 'azurite-blob');
-  // In memory (faster, nothing to clean up); the emulator refuses --location with it, so its own
-  // folder is its working directory instead, where anything it might still write lands.
-  const args = ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--silent', '--inMemoryPersistence', '--skipApiVersionCheck', '--disableTelemetry'];
+  // In memory (faster, nothing to clean up) unless asked; the emulator refuses --location with it, so
+  // its own folder is its working directory instead, where anything it might still write lands.
+  const store = options.onDisk ? ['--location', folder] : ['--inMemoryPersistence'];
+  const args = ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--silent', ...store, '--skipApiVersionCheck', '--disableTelemetry'];
   const child: ChildProcess = spawn(bin, args, { cwd: folder, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
