@@ -26,10 +26,10 @@
  */
 import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { NodeFileBackend } from '../src/node/file-backend.js';
 import { openImage } from '../src/node/paths.js';
-import { create } from '../src/ops/create.js';
 import {
+  createDynamicVhdx,
+  createDynamicVhdxWithQemu,
   GiB,
   MiB,
   allocatedBytes,
@@ -85,21 +85,6 @@ async function child(path: string, count: number, sparse: boolean): Promise<void
   const t3 = performance.now();
   const report: ChildReport = { open: (t1 - t0) / 1000, writes: (t2 - t1) / 1000, close: (t3 - t2) / 1000 };
   process.stdout.write(`${JSON.stringify(report)}\n`);
-}
-
-async function createOurs(path: string): Promise<void> {
-  removeFile(path);
-  const backend = await NodeFileBackend.open(path, { readOnly: false, create: true });
-  try {
-    await create(backend, { virtualSize: VIRTUAL_SIZE, type: 'dynamic', blockSize: BLOCK_SIZE });
-  } finally {
-    await backend.close();
-  }
-}
-
-function createQemu(path: string): void {
-  removeFile(path);
-  run('qemu-img', ['create', '-q', '-f', 'vhdx', '-o', 'subformat=dynamic,block_size=1M', path, String(VIRTUAL_SIZE)]);
 }
 
 function qemuIoArgs(path: string, count: number): string[] {
@@ -166,8 +151,8 @@ async function main(): Promise<number> {
     }
   };
   const prepare = async (key: Key): Promise<void> => {
-    if (key === 'vhdx' || key === 'vhdx0' || key === 'sparse') await createOurs(out[key]);
-    else createQemu(out[key]);
+    if (key === 'vhdx' || key === 'vhdx0' || key === 'sparse') await createDynamicVhdx(out[key], VIRTUAL_SIZE, BLOCK_SIZE);
+    else createDynamicVhdxWithQemu(out[key], VIRTUAL_SIZE, BLOCK_SIZE);
   };
   const keys: Key[] = ['vhdx', 'qemu', 'vhdx0', 'qemu0', 'sparse'];
   const results = new Map<Key, { whole: number[]; durable: number[]; loop: number[]; problems: string[]; sync: string; writes: number; truncates: number; size: number; allocated: number }>();

@@ -8,6 +8,8 @@ import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, readSync
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NodeFileBackend } from '../src/node/file-backend.js';
+import { create } from '../src/ops/create.js';
 
 /** Repository root (the scripts run from dist/bench/). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -43,6 +45,23 @@ export function scratch(prefix: string, base = tmpdir()): string {
 export function removeFile(path: string): void {
   rmSync(path, { force: true });
   rmSync(`${path}.lock`, { force: true });
+}
+
+/** A new dynamic VHDX at `path` (replacing any file there) made by this library, not timed by callers. */
+export async function createDynamicVhdx(path: string, virtualSize: number, blockSize: number): Promise<void> {
+  removeFile(path);
+  const backend = await NodeFileBackend.open(path, { readOnly: false, create: true });
+  try {
+    await create(backend, { virtualSize, type: 'dynamic', blockSize });
+  } finally {
+    await backend.close();
+  }
+}
+
+/** The same image made by `qemu-img create`. */
+export function createDynamicVhdxWithQemu(path: string, virtualSize: number, blockSize: number): void {
+  removeFile(path);
+  run('qemu-img', ['create', '-q', '-f', 'vhdx', '-o', `subformat=dynamic,block_size=${blockSize / MiB}M`, path, String(virtualSize)]);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -27,10 +27,10 @@
  */
 import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { NodeFileBackend } from '../src/node/file-backend.js';
 import { openImage } from '../src/node/paths.js';
-import { create } from '../src/ops/create.js';
 import {
+  createDynamicVhdx,
+  createDynamicVhdxWithQemu,
   GiB,
   MiB,
   available,
@@ -81,21 +81,6 @@ async function child(path: string, count: number, sparse: boolean): Promise<void
   const t3 = performance.now();
   const report: ChildReport = { open: (t1 - t0) / 1000, writes: (t2 - t1) / 1000, close: (t3 - t2) / 1000 };
   process.stdout.write(`${JSON.stringify(report)}\n`);
-}
-
-async function createOurs(path: string): Promise<void> {
-  removeFile(path);
-  const backend = await NodeFileBackend.open(path, { readOnly: false, create: true });
-  try {
-    await create(backend, { virtualSize: VIRTUAL_SIZE, type: 'dynamic', blockSize: BLOCK_SIZE });
-  } finally {
-    await backend.close();
-  }
-}
-
-function createQemu(path: string): void {
-  removeFile(path);
-  run('qemu-img', ['create', '-q', '-f', 'vhdx', '-o', `subformat=dynamic,block_size=${BLOCK_SIZE / MiB}M`, path, String(VIRTUAL_SIZE)]);
 }
 
 /** The raw reference: `count` writes of 0x01 from offset 0, zeros (a hole) after. */
@@ -153,8 +138,8 @@ async function main(): Promise<number> {
   console.log(environmentLine());
   const keys: Key[] = ['vhdx', 'qemu1', 'qemu64', 'sparse'];
   const prepare = async (key: Key): Promise<void> => {
-    if (key === 'vhdx' || key === 'sparse') await createOurs(out[key]);
-    else createQemu(out[key]);
+    if (key === 'vhdx' || key === 'sparse') await createDynamicVhdx(out[key], VIRTUAL_SIZE, BLOCK_SIZE);
+    else createDynamicVhdxWithQemu(out[key], VIRTUAL_SIZE, BLOCK_SIZE);
   };
   // Rounds interleaved; round 0 is the warm-up.
   const order: [Key, number][] = [];
