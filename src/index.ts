@@ -30,6 +30,8 @@ export {
   encodeVhdFooter,
   newVhdFooter,
   chsGeometry,
+  footerGeometry,
+  VHD_MAX_GEOMETRY,
   azureSize,
   VHD_FOOTER_SIZE,
   type VhdFooter,

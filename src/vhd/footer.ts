@@ -80,6 +80,22 @@ export function chsGeometry(size: number): ChsGeometry {
   return { cylinders: Math.floor(cylinderTimesHeads / heads), heads, sectorsPerTrack };
 }
 
+/** The largest geometry (65535 cylinders, 16 heads, 255 sectors): "use Current Size", to readers that go by CHS. */
+export const VHD_MAX_GEOMETRY: ChsGeometry = { cylinders: 65535, heads: 16, sectorsPerTrack: 255 };
+
+/**
+ * The geometry this library writes for `size`: the appendix's when it describes exactly `size`, else
+ * the largest. A reader that takes the size from the geometry (QEMU, for creators it does not know)
+ * would otherwise see a disk a little smaller than Current Size, and lose its last sectors (where a
+ * GPT keeps its backup header); the largest geometry makes it use Current Size, as QEMU's own
+ * `force_size` images and Azure's documented workflow do. Hyper-V, Azure and libvhdi read Current
+ * Size whatever the geometry.
+ */
+export function footerGeometry(size: number): ChsGeometry {
+  const chs = chsGeometry(size);
+  return chs.cylinders * chs.heads * chs.sectorsPerTrack * 512 === size ? chs : { ...VHD_MAX_GEOMETRY };
+}
+
 /** The footer checksum: the one's complement of the sum of all bytes except the checksum field. */
 export function vhdChecksum(bytes: Uint8Array, checksumOffset: number): number {
   let sum = 0;
@@ -171,7 +187,7 @@ export interface NewFooterOptions {
 
 /**
  * A new footer as this library writes it: creator `vhdx` on `Wi2k`, original and current size both
- * `virtualSize` (a multiple of 512), geometry from the size.
+ * `virtualSize` (a multiple of 512), geometry `footerGeometry(virtualSize)`.
  */
 export function newVhdFooter(diskType: VhdDiskType, virtualSize: number, options: NewFooterOptions = {}): VhdFooter {
   if (!Number.isSafeInteger(virtualSize) || virtualSize <= 0 || virtualSize % 512 !== 0) {
@@ -188,7 +204,7 @@ export function newVhdFooter(diskType: VhdDiskType, virtualSize: number, options
     creatorHostOs: 'Wi2k',
     originalSize: virtualSize,
     currentSize: virtualSize,
-    geometry: chsGeometry(virtualSize),
+    geometry: footerGeometry(virtualSize),
     diskType,
     uniqueId: options.uniqueId ?? randomGuid(),
     savedState: false,

@@ -3,10 +3,10 @@
  * qemu-img (`-f vpc`) and libvhdi read them back byte for byte; qemu-img writes fixed and dynamic VHDs
  * and we read them (to raw, byte-compared, and to VHDX, which qemu-img compares with the raw).
  *
- * QEMU takes the size of a VHD whose creator it does not know (ours is `vhdx`) from the CHS geometry,
- * which for most sizes is a little smaller than the footer's Current Size; Hyper-V, Azure and libvhdi
- * use Current Size. So QEMU reads our files with `force_size_calc=current_size`, and one check pins the
- * geometry size QEMU sees without it.
+ * QEMU takes the size of a VHD whose creator it does not know (ours is `vhdx`) from the CHS geometry
+ * unless the geometry is the largest; we write the appendix's geometry only where it describes the size
+ * exactly, else the largest, so QEMU reads our files at their full size with no option (checked for
+ * both cases), as Hyper-V, Azure and libvhdi do.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
@@ -27,9 +27,9 @@ const WRITES: Write[] = [
 ];
 const EPOCH = '1700000000';
 
-/** qemu-img's view of one of our VHDs, its size from the footer's Current Size. */
+/** qemu-img's view of one of our VHDs, with no option: its size as QEMU works it out by itself. */
 function qemuVpc(path: string): string {
-  return `driver=vpc,force_size_calc=current_size,file.filename=${path}`;
+  return `driver=vpc,file.filename=${path}`;
 }
 
 function vhdx(args: string[], env: Record<string, string> = {}): void {
@@ -69,10 +69,21 @@ describe('VHD interop with qemu-img and libvhdi', () => {
     const libvhdi = libvhdiRead(vhd, raw);
     assert.equal(libvhdi.mediaSize, SMALL_SIZE);
     assert.equal(libvhdi.firstDifference, null);
-    // Without the option QEMU goes by the geometry (creator `vhdx` is not in its list).
-    const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', '-f', 'vpc', vhd]).toString()) as { 'virtual-size': number };
+    // QEMU sizes it as the footer says: the appendix's geometry would describe a smaller disk.
     const g = chsGeometry(SMALL_SIZE);
-    assert.equal(info['virtual-size'], g.cylinders * g.heads * g.sectorsPerTrack * 512);
+    assert.ok(g.cylinders * g.heads * g.sectorsPerTrack * 512 < SMALL_SIZE, 'the geometry alone would lose the last sectors');
+    const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', '-f', 'vpc', vhd]).toString()) as { 'virtual-size': number };
+    assert.equal(info['virtual-size'], SMALL_SIZE);
+    // A size the geometry describes exactly keeps the appendix's geometry, and QEMU agrees on it too.
+    const exactSize = 2 * 16 * 63 * 512; // 2 cylinders of 16 heads and 63 sectors
+    const exactRaw = at('exact.raw');
+    writeModelRaw(exactRaw, exactSize, [fillWrite(exactSize - 512, 512, 0x5a)]);
+    const exact = at('exact.vhd');
+    vhdx(['convert', exactRaw, exact, '-O', 'vhd']);
+    const exactInfo = JSON.parse(runOk('qemu-img', ['info', '--output=json', '-f', 'vpc', exact]).toString()) as { 'virtual-size': number };
+    assert.equal(exactInfo['virtual-size'], exactSize);
+    const exactCmp = run('qemu-img', ['compare', '--image-opts', qemuVpc(exact), `driver=raw,file.filename=${exactRaw}`]);
+    assert.equal(exactCmp.code, 0, exactCmp.stdout.toString() + exactCmp.stderr);
   });
 
   it('our fixed VHD from a qemu-made VHDX: same bytes, the Virtual Disk ID kept, reproducible with SOURCE_DATE_EPOCH', () => {

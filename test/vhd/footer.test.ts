@@ -91,6 +91,13 @@ describe('VHD footer', () => {
     assert.deepEqual(chsGeometry(2 ** 40), { cylinders: 65535, heads: 16, sectorsPerTrack: 255 });
   });
 
+  test('the geometry written: the appendix where it is exact, else the largest (so CHS readers use Current Size)', () => {
+    const exact = 2080 * 16 * 63 * 512; // 1,073,479,680 bytes: 2080 cylinders of 16 heads and 63 sectors
+    assert.deepEqual(newVhdFooter('fixed', exact).geometry, { cylinders: 2080, heads: 16, sectorsPerTrack: 63 });
+    assert.deepEqual(newVhdFooter('fixed', 1 << 30).geometry, { cylinders: 65535, heads: 16, sectorsPerTrack: 255 });
+    assert.deepEqual(newVhdFooter('fixed', 2 ** 41).geometry, { cylinders: 65535, heads: 16, sectorsPerTrack: 255 });
+  });
+
   test('round trip of any new footer, and azureSize rounds up to a whole MiB', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 2 ** 32 }), fc.constantFrom('fixed', 'dynamic', 'differencing' as const), (sectors, type) => {
