@@ -7,8 +7,7 @@
  * global: this runs in a browser.
  */
 import { VhdxError } from '../format/errors.js';
-import type { Backend } from './backend.js';
-import { PieceCache } from './piece-cache.js';
+import { CachedReadOnlyBackend, PieceCache } from './piece-cache.js';
 
 /**
  * What the backend needs of a Blob: its size and lazy slices. A `Blob` or `File` is one; so is any
@@ -29,11 +28,8 @@ export interface BlobBackendOptions {
   cacheBytes?: number;
 }
 
-export class BlobBackend implements Backend {
+export class BlobBackend extends CachedReadOnlyBackend {
   readonly name: string;
-  readonly readOnly = true;
-  private readonly cache: PieceCache;
-  private closed = false;
   /** Reads of the blob itself, for tests and diagnostics (`hits`: reads the cache answered). */
   readonly stats = { hits: 0, blobReads: 0, blobBytes: 0 };
 
@@ -41,6 +37,7 @@ export class BlobBackend implements Backend {
     private readonly blob: BlobLike,
     options: BlobBackendOptions = {},
   ) {
+    super('a Blob');
     const fileName: unknown = blob.name;
     this.name = options.name ?? (typeof fileName === 'string' && fileName !== '' ? fileName : 'blob');
     this.cache = new PieceCache((target, start) => this.slice(target, start), blob.size, {
@@ -49,33 +46,8 @@ export class BlobBackend implements Backend {
     });
   }
 
-  async read(target: Uint8Array, position: number): Promise<number> {
-    this.assertOpen();
-    if (!Number.isSafeInteger(position) || position < 0) {
-      throw new VhdxError('INVALID_ARGUMENT', `bad read position ${position}`, { file: this.name });
-    }
-    const n = await this.cache.read(target, position);
-    this.stats.hits = this.cache.stats.hits;
-    return n;
-  }
-
-  async write(_data: Uint8Array, _position: number): Promise<void> {
-    throw new VhdxError('READ_ONLY', 'a Blob is read-only', { file: this.name });
-  }
-
-  async truncate(_size: number): Promise<void> {
-    throw new VhdxError('READ_ONLY', 'a Blob is read-only', { file: this.name });
-  }
-
-  async flush(): Promise<void> {}
-
   async size(): Promise<number> {
     return this.blob.size;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    this.cache.clear();
   }
 
   private async slice(target: Uint8Array, start: number): Promise<void> {
@@ -94,9 +66,5 @@ export class BlobBackend implements Backend {
       throw new VhdxError('IO', `reading bytes ${start}-${end} of the file gave ${bytes.byteLength} bytes`, { file: this.name, offset: start });
     }
     target.set(new Uint8Array(bytes));
-  }
-
-  private assertOpen(): void {
-    if (this.closed) throw new VhdxError('INVALID_ARGUMENT', 'backend is closed', { file: this.name });
   }
 }

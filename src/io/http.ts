@@ -21,8 +21,7 @@
  * - Messages name the URL with its query string (a SAS token or presigned signature) redacted.
  */
 import { VhdxError, type VhdxErrorCode } from '../format/errors.js';
-import type { Backend } from './backend.js';
-import { PieceCache } from './piece-cache.js';
+import { CachedReadOnlyBackend, PieceCache } from './piece-cache.js';
 
 export interface HttpBackendOptions {
   /** A name for messages (default: the URL, redacted by `redactUrl`). */
@@ -116,9 +115,8 @@ interface Pin {
   lastModified: string | null;
 }
 
-export class HttpBackend implements Backend {
+export class HttpBackend extends CachedReadOnlyBackend {
   readonly name: string;
-  readonly readOnly = true;
   /** A convert chunk arrives whole and is split into parallel requests here (see `Backend.readPiece`). */
   readonly readPiece = 64 * MiB;
   readonly stats: HttpStats = { requests: 0, bytes: 0, retries: 0, hits: 0 };
@@ -129,15 +127,14 @@ export class HttpBackend implements Backend {
   private readonly retryDelayMs: number;
   private readonly pieceSize: number;
   private readonly cacheBytes: number;
-  private cache: PieceCache | null = null;
   private pin: Pin | null = null;
-  private closed = false;
 
   private constructor(
     /** The URL requests go to, secrets included: never put in a message (`name` is the redacted form). */
     private readonly url: string,
     private readonly options: HttpBackendOptions,
   ) {
+    super('an image read over HTTP');
     this.name = options.name ?? redactUrl(url);
     this.pieceSize = options.pieceSize ?? 256 * KiB;
     this.cacheBytes = options.cacheBytes ?? 8 * MiB;
@@ -169,33 +166,8 @@ export class HttpBackend implements Backend {
     return backend;
   }
 
-  async read(target: Uint8Array, position: number): Promise<number> {
-    if (this.closed) throw new VhdxError('INVALID_ARGUMENT', 'backend is closed', { file: this.name });
-    if (!Number.isSafeInteger(position) || position < 0) {
-      throw new VhdxError('INVALID_ARGUMENT', `bad read position ${position}`, { file: this.name });
-    }
-    const n = await this.cache!.read(target, position);
-    this.stats.hits = this.cache!.stats.hits;
-    return n;
-  }
-
-  async write(_data: Uint8Array, _position: number): Promise<void> {
-    throw new VhdxError('READ_ONLY', 'an image read over HTTP is read-only', { file: this.name });
-  }
-
-  async truncate(_size: number): Promise<void> {
-    throw new VhdxError('READ_ONLY', 'an image read over HTTP is read-only', { file: this.name });
-  }
-
-  async flush(): Promise<void> {}
-
   async size(): Promise<number> {
     return this.pin!.size;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    this.cache?.clear();
   }
 
   /** Fills `target` from `start`: requests of at most `maxRequestBytes`, in parallel up to the limit. */

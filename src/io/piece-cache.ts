@@ -8,6 +8,7 @@
  * the small structures the cache is for. No Node module: this runs in a browser.
  */
 import { VhdxError } from '../format/errors.js';
+import type { Backend } from './backend.js';
 
 /** Fills all of `target` with the source's bytes from `start` (the range is always inside the source). */
 export type FetchInto = (target: Uint8Array, start: number) => Promise<void>;
@@ -118,5 +119,48 @@ export class PieceCache {
       if (this.pieces.get(index) === piece) this.pieces.delete(index);
     });
     while (this.pieces.size > this.maxPieces) this.pieces.delete(this.pieces.keys().next().value!);
+  }
+}
+
+/**
+ * What a read-only backend over a `PieceCache` does the same whatever its source (a Blob, an HTTP
+ * object): reads through the cache, refusals of every change, no flush, and a close that drops the
+ * cache. A subclass gives its name, its size, the cache (once it knows the source's size) and what to
+ * call itself in the refusal (`described`: "a Blob is read-only").
+ */
+export abstract class CachedReadOnlyBackend implements Backend {
+  abstract readonly name: string;
+  readonly readOnly = true;
+  abstract readonly stats: { hits: number };
+  protected cache: PieceCache | null = null;
+  protected closed = false;
+
+  constructor(private readonly described: string) {}
+
+  abstract size(): Promise<number>;
+
+  async read(target: Uint8Array, position: number): Promise<number> {
+    if (this.closed) throw new VhdxError('INVALID_ARGUMENT', 'backend is closed', { file: this.name });
+    if (!Number.isSafeInteger(position) || position < 0) {
+      throw new VhdxError('INVALID_ARGUMENT', `bad read position ${position}`, { file: this.name });
+    }
+    const n = await this.cache!.read(target, position);
+    this.stats.hits = this.cache!.stats.hits;
+    return n;
+  }
+
+  async write(_data: Uint8Array, _position: number): Promise<void> {
+    throw new VhdxError('READ_ONLY', `${this.described} is read-only`, { file: this.name });
+  }
+
+  async truncate(_size: number): Promise<void> {
+    throw new VhdxError('READ_ONLY', `${this.described} is read-only`, { file: this.name });
+  }
+
+  async flush(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.cache?.clear();
   }
 }
