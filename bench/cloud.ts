@@ -31,22 +31,10 @@ import { uploadToAzure } from '../src/node/azure.js';
 import { encodeVhdFooter } from '../src/vhd/footer.js';
 import { vhdFooterFor } from '../src/vhd/footer-for.js';
 import { startAzurite, type Azurite } from '../test/cloud/azurite.js';
+import { rng } from '../test/model.js';
 import { GiB, MiB, VHDX_BIN, best, bytes, environmentLine, parseCommonArgs, rounds, run, scratch, seconds, table, verdict } from './write-lib.js';
 
 const PAGE_WRITE = 4 * MiB;
-
-/** A seeded generator (xorshift32) for where the data goes. */
-function generator(seed: number): () => number {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 /** The VHDX: `share` of `size` written in 1 MiB runs at seeded random MiB offsets, each run distinct bytes. */
 async function makeImage(path: string, size: number, share: number): Promise<number> {
@@ -54,7 +42,7 @@ async function makeImage(path: string, size: number, share: number): Promise<num
   await create(backend, { virtualSize: size, blockSize: 2 * MiB });
   await backend.close();
   const image = await openImage(path, { readOnly: false, cache: 'unsafe' });
-  const random = generator(42);
+  const random = rng(42);
   const slots = size / MiB;
   const chosen = new Set<number>();
   while (chosen.size < Math.round(slots * share)) chosen.add(Math.floor(random() * slots));
@@ -104,7 +92,7 @@ async function checkBlob(azurite: Azurite, blob: string, file: string, length: n
   if (properties.contentLength !== length) throw new Error(`${blob}: ${properties.contentLength} bytes, expected ${length}`);
   const fd = openSync(file, 'r');
   try {
-    const random = generator(7);
+    const random = rng(7);
     const footer = await client.downloadToBuffer(length - 512, 512);
     if (footer.subarray(0, 8).toString('latin1') !== 'conectix') throw new Error(`${blob}: no footer`);
     const disk = length - 512;

@@ -87,6 +87,18 @@ export async function applyOp(image: VhdxImage, op: Op, reopen: () => Promise<Vh
   }
 }
 
+/** Another seeded generator in [0, 1) (mulberry32): tests whose fixed seeds were chosen with it. */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
 /** A small seeded generator in [0, 1) (xorshift32), so crash images reproduce. */
 export function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;

@@ -13,6 +13,7 @@ import { MemoryBackend } from '../../src/io/memory.js';
 import { VhdxImage } from '../../src/image/image.js';
 import { create } from '../../src/ops/create.js';
 import { buildImage } from '../build-image.js';
+import { mulberry32 } from '../model.js';
 import { compareDisks, type CompareResult } from '../../src/ops/compare.js';
 import { rawSource, streamSource, vhdxSource, type DiskSource } from '../../src/ops/source.js';
 import { PAYLOAD_BLOCK_UNMAPPED, PAYLOAD_BLOCK_ZERO } from '../../src/format/bat.js';
@@ -297,21 +298,9 @@ function naiveCompare(a: Uint8Array, b: Uint8Array, strict: boolean): CompareRes
   return { equal: true, ...base };
 }
 
-/** Deterministic generator (mulberry32). */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 describe('compareDisks', () => {
   test('agrees with a byte-by-byte comparison on random disks (VHDX with data, ZERO and unmapped blocks, and raw)', async () => {
-    const next = random(20261125);
+    const next = mulberry32(20261125);
     const int = (n: number): number => Math.floor(next() * n);
     for (let round = 0; round < 60; round++) {
       // Two disks that share most content, so differences are rare and land anywhere.

@@ -5,7 +5,8 @@
  * repeatable. It counts what passes through, so tests can assert how much a client sent or fetched.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
+import { mulberry32 } from '../model.js';
 
 export interface FaultPlan {
   /** Fraction of requests answered 503 at once, without reaching the server. */
@@ -46,18 +47,6 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** A small seeded generator (mulberry32): numbers in [0, 1). */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function emptyStats(): ProxyStats {
   return { requests: 0, forwarded: 0, bytesUp: 0, bytesDown: 0, putBytes: 0, errors: 0, resets: 0, stalls: 0 };
 }
@@ -66,15 +55,10 @@ function emptyStats(): ProxyStats {
 export async function startFaultProxy(target: string, plan: FaultPlan = {}): Promise<FaultProxy> {
   const to = new URL(target);
   let current = plan;
-  let random = generator(plan.seed ?? 1);
+  let random = mulberry32(plan.seed ?? 1);
   let stats = emptyStats();
-  const sockets = new Set<Socket>();
 
   const server = createServer((req, res) => void handle(req, res));
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const index = stats.requests++;
@@ -139,23 +123,19 @@ export async function startFaultProxy(target: string, plan: FaultPlan = {}): Pro
     req.pipe(upstream);
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const listening = await listenOnLoopback(server);
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: listening.origin,
     get stats() {
       return stats;
     },
     setPlan(plan) {
       current = plan;
-      random = generator(plan.seed ?? 1);
+      random = mulberry32(plan.seed ?? 1);
     },
     resetStats() {
       stats = emptyStats();
     },
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close: () => listening.close(),
   };
 }

@@ -7,7 +7,7 @@
  */
 import { createReadStream, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 import { pipeline } from 'node:stream/promises';
 
 export interface RangeServerSwitches {
@@ -56,7 +56,6 @@ export async function startRangeServer(): Promise<RangeServer> {
   let stats = emptyStats();
   let generation = 0;
   let sinceSet = 0;
-  const sockets = new Set<Socket>();
 
   let active = 0;
   const server = createServer((req, res) => {
@@ -64,10 +63,6 @@ export async function startRangeServer(): Promise<RangeServer> {
     stats.maxConcurrent = Math.max(stats.maxConcurrent, active);
     res.on('close', () => active--);
     handle(req, res).catch(() => res.destroy());
-  });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
   });
 
   function text(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
@@ -117,10 +112,9 @@ export async function startRangeServer(): Promise<RangeServer> {
     await pipeline(stream, res).catch(() => undefined);
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const listening = await listenOnLoopback(server);
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: listening.origin,
     get stats() {
       return stats;
     },
@@ -135,9 +129,6 @@ export async function startRangeServer(): Promise<RangeServer> {
     resetStats() {
       stats = emptyStats();
     },
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close: () => listening.close(),
   };
 }
