@@ -18,7 +18,9 @@
  * forced-exit callbacks (synchronously) and exits at once with the same status.
  */
 import { constants } from 'node:os';
+import { unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import { VhdxError } from '../format/errors.js';
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
@@ -120,4 +122,24 @@ export async function* interruptibleChunks(stream: Readable, stop: Interrupt): A
   } finally {
     if (!finished) stream.destroy();
   }
+}
+
+/**
+ * A new output file `out` (open as `output`) that a failure or a signal left unfinished: closed and
+ * removed, so no partial image is ever left behind (unless `removable` is false: a device or other
+ * non-regular OUT stays in place), and the error says so. Returns the error, to be thrown.
+ */
+export async function discardOutput(error: unknown, out: string, output: { close(): Promise<void> }, options: { removable?: boolean; noun?: string } = {}): Promise<unknown> {
+  const removable = options.removable ?? true;
+  const noun = options.noun ?? 'output';
+  await output.close().catch(() => undefined);
+  if (removable) await unlink(out).catch(() => undefined);
+  if (error instanceof Interrupted) {
+    error.file = out;
+    error.message += removable ? `; the partial ${noun} was removed` : `; the ${noun} is incomplete`;
+  } else if (error instanceof VhdxError && removable && error.file !== out) {
+    // A failure elsewhere (the input, the network): the message names that, so add what became of OUT.
+    error.message += `; ${out} was removed`;
+  }
+  return error;
 }

@@ -1,5 +1,5 @@
 import { unlinkSync } from 'node:fs';
-import { stat, unlink } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { NodeFileBackend } from '../../node/file-backend.js';
 import { openDisk } from '../../node/paths.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
@@ -14,7 +14,7 @@ import { humanSize, parseSize, usage } from '../args.js';
 import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
-import { Interrupted, interruptible, interruptibleChunks, type Interrupt } from '../interrupt.js';
+import { discardOutput, interruptible, interruptibleChunks, type Interrupt } from '../interrupt.js';
 import { stdoutSink } from '../output.js';
 import type { Command } from '../command.js';
 
@@ -130,16 +130,7 @@ SOURCE_DATE_EPOCH=0 vhdx convert disk.raw disk.vhd  # reproducible footer timest
         stop.check();
         await output.close();
       } catch (error) {
-        // Never leave a partial output behind (a device or other non-regular OUT is left in place).
-        await output.close().catch(() => undefined);
-        if (removable) await unlink(out!).catch(() => undefined);
-        if (error instanceof Interrupted) {
-          error.file = out;
-          error.message += removable ? '; the partial output was removed' : '; the output is incomplete';
-        } else if (error instanceof VhdxError && removable && error.file !== out) {
-          error.message += `; ${out} was removed`;
-        }
-        throw error;
+        throw await discardOutput(error, out!, output, { removable });
       }
     } finally {
       progress.stop();

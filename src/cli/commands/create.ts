@@ -1,5 +1,5 @@
 import { unlinkSync } from 'node:fs';
-import { stat, unlink } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { NodeFileBackend } from '../../node/file-backend.js';
 import { create as createImage, resolveCreateOptions } from '../../ops/create.js';
 import { createChild, openImage } from '../../node/paths.js';
@@ -8,7 +8,7 @@ import { humanSize, parseSize } from '../args.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
-import { Interrupted, interruptible } from '../interrupt.js';
+import { discardOutput, interruptible } from '../interrupt.js';
 import { printJson, writeStdout } from '../output.js';
 import type { Command } from '../command.js';
 
@@ -50,14 +50,7 @@ vhdx create child.avhdx --parent base.vhdx   # differencing: size and sectors fr
       stop.check();
       await backend.close();
     } catch (error) {
-      // Never leave a half-made image behind.
-      await backend.close().catch(() => undefined);
-      await unlink(file!).catch(() => undefined);
-      if (error instanceof Interrupted) {
-        error.file = file;
-        error.message += '; the partial image was removed';
-      }
-      throw error;
+      throw await discardOutput(error, file!, backend, { noun: 'image' });
     } finally {
       progress.stop();
       stop.dispose();

@@ -1,12 +1,11 @@
 import { unlinkSync } from 'node:fs';
-import { stat, unlink } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { NodeFileBackend } from '../../node/file-backend.js';
-import { VhdxError } from '../../format/errors.js';
 import { humanSize, usage } from '../args.js';
 import { azureTarget, footerSummary, nameRemoteErrors, parallelOption, targetName } from '../azure-target.js';
 import { IMAGE_OPTIONS, imageOptions } from '../image-options.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
-import { Interrupted, interruptible } from '../interrupt.js';
+import { discardOutput, interruptible } from '../interrupt.js';
 import { JSON_OPTION, printJson, writeStdout } from '../output.js';
 import type { Command } from '../command.js';
 
@@ -43,16 +42,7 @@ AZURE_STORAGE_CONNECTION_STRING=... vhdx download vhds/disk.vhd disk.vhdx
         stop.check();
         await output.close();
       } catch (error) {
-        // Never leave a partial image behind.
-        await output.close().catch(() => undefined);
-        await unlink(out!).catch(() => undefined);
-        if (error instanceof Interrupted) {
-          error.file = out;
-          error.message += '; the partial output was removed';
-        } else if (error instanceof VhdxError && error.file === out) {
-          error.message += `; ${out} was removed`;
-        }
-        throw error;
+        throw await discardOutput(error, out!, output);
       }
     } catch (error) {
       throw nameRemoteErrors(error, name);
