@@ -70,6 +70,14 @@ export function isAllZero(bytes: Uint8Array): boolean {
   return true;
 }
 
+/** Whether two byte strings are the same (memcmp where Node's Buffer exists: 64 KiB in microseconds). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  if (NODE_BUFFER) return NODE_BUFFER.from(a.buffer, a.byteOffset, a.length).equals(b);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 interface BufferLike extends Uint8Array {
   equals(other: Uint8Array): boolean;
   subarray(start?: number, end?: number): BufferLike;

@@ -1,42 +1,50 @@
 /**
  * CRC-32C (Castagnoli), reflected polynomial 0x82F63B78, initial value and final XOR 0xFFFFFFFF:
  * the checksum of every VHDX header, region table and log entry (format reference §0).
- * Slicing-by-4 tables keep long log entries cheap.
+ * Slicing-by-8: eight bytes a step, read as two 32-bit words where the bytes are 4-byte aligned on a
+ * little-endian host (every engine the core runs on), about twice the speed of slicing-by-4.
  */
 const POLY = 0x82f63b78;
-const TABLES: Uint32Array[] = (() => {
-  const tables = [new Uint32Array(256), new Uint32Array(256), new Uint32Array(256), new Uint32Array(256)];
-  const t0 = tables[0]!;
+/** Table t at [t * 256, t * 256 + 256): the CRC of byte n followed by t zero bytes. */
+const T = (() => {
+  const t = new Uint32Array(8 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ POLY : c >>> 1;
-    t0[n] = c >>> 0;
+    t[n] = c >>> 0;
   }
   for (let n = 0; n < 256; n++) {
-    let c = t0[n]!;
-    for (let t = 1; t < 4; t++) {
-      c = (t0[c & 0xff]! ^ (c >>> 8)) >>> 0;
-      tables[t]![n] = c;
+    let c = t[n]!;
+    for (let k = 1; k < 8; k++) {
+      c = (t[c & 0xff]! ^ (c >>> 8)) >>> 0;
+      t[k * 256 + n] = c;
     }
   }
-  return tables;
+  return t;
 })();
-const T0 = TABLES[0]!;
-const T1 = TABLES[1]!;
-const T2 = TABLES[2]!;
-const T3 = TABLES[3]!;
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Continue a CRC over `bytes`. Start with `crc32cInit`, finish with `crc32cFinish`. */
 export function crc32cUpdate(state: number, bytes: Uint8Array): number {
   let c = state >>> 0;
   let i = 0;
   const n = bytes.length;
-  const end4 = n - (n % 4);
-  for (; i < end4; i += 4) {
-    c ^= bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
-    c = T3[c & 0xff]! ^ T2[(c >>> 8) & 0xff]! ^ T1[(c >>> 16) & 0xff]! ^ T0[c >>> 24]!;
+  if (LITTLE_ENDIAN) {
+    for (; i < n && (bytes.byteOffset + i) % 4 !== 0; i++) c = T[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+    const steps = (n - i) >>> 3;
+    if (steps > 0) {
+      const w = new Uint32Array(bytes.buffer, bytes.byteOffset + i, steps * 2);
+      for (let j = 0; j < w.length; j += 2) {
+        const a = c ^ w[j]!;
+        const b = w[j + 1]!;
+        c =
+          T[1792 + (a & 0xff)]! ^ T[1536 + ((a >>> 8) & 0xff)]! ^ T[1280 + ((a >>> 16) & 0xff)]! ^ T[1024 + (a >>> 24)]! ^
+          T[768 + (b & 0xff)]! ^ T[512 + ((b >>> 8) & 0xff)]! ^ T[256 + ((b >>> 16) & 0xff)]! ^ T[b >>> 24]!;
+      }
+      i += steps * 8;
+    }
   }
-  for (; i < n; i++) c = T0[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  for (; i < n; i++) c = T[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
   return c >>> 0;
 }
 

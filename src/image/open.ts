@@ -4,7 +4,7 @@
  * Order matters: headers first, then the log (it may rewrite region tables, metadata and BAT), then the
  * region table, metadata and BAT, all read through the replayed view.
  */
-import { MiB, isMultipleOf } from '../format/bytes.js';
+import { MiB, bytesEqual, isMultipleOf } from '../format/bytes.js';
 import { batGeometry, BAT_ENTRY_SIZE, SB_BLOCK_PRESENT, type BatGeometry } from '../format/bat.js';
 import {
   ALIGNMENT,
@@ -320,15 +320,10 @@ async function chooseRegionTable(readMeta: ReadMeta, file: string, warnings: str
   if (!table) {
     throw new VhdxError('BAD_REGION_TABLE', 'neither region table copy is valid', { file, offset: REGION_TABLE1_OFFSET });
   }
-  if (tables[0] && tables[1] && !sameBytes(raws[0]!, raws[1]!)) warnings.push('the two region table copies differ; using copy 1');
+  if (tables[0] && tables[1] && !bytesEqual(raws[0]!, raws[1]!)) warnings.push('the two region table copies differ; using copy 1');
   return table;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 function regionName(r: RegionEntry): string {
   if (guidEquals(r.guid, REGION_BAT)) return 'BAT region';

@@ -8,7 +8,7 @@
  * still reach (`repair.ts`), and the report is made again, so a repaired image is judged by the same
  * rules.
  */
-import { MiB } from '../format/bytes.js';
+import { bytesEqual, MiB } from '../format/bytes.js';
 import {
   FILE_IDENTIFIER_OFFSET,
   HEADER_SECTION_SIZE,
@@ -22,7 +22,7 @@ import { decodeRegionTable } from '../format/region-table.js';
 import { readFully, type Backend } from '../io/backend.js';
 import { HEADER_OFFSETS, readHeaderCopies } from '../image/headers.js';
 import { openLayout, type OpenedLayout } from '../image/open.js';
-import { BAT_FINDING_CODES, equalBytes, lastUsedEnd, summarize, type CheckOptions, type CheckReport, type Finding } from './findings.js';
+import { BAT_FINDING_CODES, lastUsedEnd, summarize, type CheckOptions, type CheckReport, type Finding } from './findings.js';
 import { repair } from './repair.js';
 
 export type { CheckOptions, CheckReport, Finding, FindingCode, Repair, Severity } from './findings.js';
@@ -158,7 +158,7 @@ function regionTableFindings(raws: Uint8Array[]): Finding[] {
       findings.push({ severity: 'corruption', code: 'REGION_TABLE_COPY_BAD', message: `region table copy ${i + 1} is unusable: ${error.message}`, offset, length: REGION_TABLE_SIZE, repairable: true });
     }
   });
-  if (tables[0] && tables[1] && !equalBytes(tables[0], tables[1])) {
+  if (tables[0] && tables[1] && !bytesEqual(tables[0], tables[1])) {
     findings.push({ severity: 'corruption', code: 'REGION_TABLES_DIFFER', message: 'the two region table copies differ (copy 1 is used)', offset: REGION_TABLE2_OFFSET, length: REGION_TABLE_SIZE, repairable: true });
   }
   return findings;

@@ -103,8 +103,3 @@ export function summarize(file: string, findings: Finding[], logState?: LogState
   };
 }
 
-export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}

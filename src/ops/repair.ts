@@ -11,7 +11,7 @@
  *     space inside the file is reclaimed by moving the last blocks into it.
  *  5. After the log is closed clean, the unreferenced tail of the file is cut off.
  */
-import { MiB } from '../format/bytes.js';
+import { bytesEqual, MiB } from '../format/bytes.js';
 import { REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET, REGION_TABLE_SIZE } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
 import { randomGuid } from '../format/guid.js';
@@ -21,7 +21,7 @@ import type { BatProblem } from '../image/bat-table.js';
 import { readHeaderCopies } from '../image/headers.js';
 import { openLayout, type OpenedLayout } from '../image/open.js';
 import { VhdxImage } from '../image/image.js';
-import { BAT_FINDING_CODES, equalBytes, lastUsedEnd, type CheckReport, type FindingCode, type Repair } from './findings.js';
+import { BAT_FINDING_CODES, lastUsedEnd, type CheckReport, type FindingCode, type Repair } from './findings.js';
 
 /**
  * The part of the write path repair needs: BAT entries cleared and blocks moved, both through the log,
@@ -62,7 +62,7 @@ export async function repair(backend: Backend, before: CheckReport): Promise<{ r
       return false;
     }
   });
-  if (valid[0] && (!valid[1] || !equalBytes(raws[0]!, raws[1]!))) {
+  if (valid[0] && (!valid[1] || !bytesEqual(raws[0]!, raws[1]!))) {
     await backend.write(raws[0]!, REGION_TABLE2_OFFSET);
     await backend.flush();
     repairs.push({ code: valid[1] ? 'REGION_TABLES_DIFFER' : 'REGION_TABLE_COPY_BAD', message: 'rewrote region table copy 2 from copy 1' });

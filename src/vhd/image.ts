@@ -8,7 +8,7 @@
  * header, and every BAT entry the virtual size needs (each block inside the file and clear of the
  * header and the table). Reads then only ever touch file ranges already known to exist.
  */
-import { decodeUtf16le, humanSize } from '../format/bytes.js';
+import { bytesEqual, decodeUtf16le, humanSize } from '../format/bytes.js';
 import { VhdxError } from '../format/errors.js';
 import { guidToString, type Guid } from '../format/guid.js';
 import { readExactly, readFully, type Backend } from '../io/backend.js';
@@ -102,7 +102,7 @@ export class VhdImage {
     let footer: VhdFooter;
     try {
       footer = decodeVhdFooter(endBytes, file);
-      if (footer.diskType !== 'fixed' && !sameBytes(endBytes, copyBytes)) warnings.push('the footer copy at offset 0 differs from the footer at the end of the file');
+      if (footer.diskType !== 'fixed' && !bytesEqual(endBytes, copyBytes)) warnings.push('the footer copy at offset 0 differs from the footer at the end of the file');
     } catch (endError) {
       const copy = tryDecode(copyBytes, file);
       if (!copy || copy.diskType === 'fixed') throw endError;
@@ -155,7 +155,7 @@ export class VhdImage {
     const file = this.backend.name;
     if (this.type !== 'differencing') throw new VhdxError('INVALID_ARGUMENT', `a ${this.type} VHD has no parent`, { file });
     const expected = this.dynamic!.header.parentUniqueId;
-    if (!options.ignoreParentLinkage && !sameBytes(expected, parent.uniqueId)) {
+    if (!options.ignoreParentLinkage && !bytesEqual(expected, parent.uniqueId)) {
       throw new VhdxError('PARENT_MISMATCH', `parent ${parent.backend.name} has Unique Id {${guidToString(parent.uniqueId)}}, the child expects {${guidToString(expected)}}`, { file });
     }
     if (parent.virtualSize !== this.virtualSize) {
@@ -353,11 +353,6 @@ function tryDecode(bytes: Uint8Array, file: string): VhdFooter | null {
   }
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /** Intervals [start, end) overlap. */
 function overlaps(a: number, aEnd: number, b: number, bEnd: number): boolean {

@@ -7,6 +7,7 @@ import {
   KiB,
   MiB,
   TiB,
+  bytesEqual,
   decodeUtf16le,
   encodeUtf16le,
   hasSignature,
@@ -172,6 +173,29 @@ describe('isAllZero', () => {
     buffer.fill(0, 8, 8 + 128);
     assert.equal(isAllZero(buffer.subarray(8, 8 + 128)), true);
     assert.equal(isAllZero(buffer.subarray(8, 8 + 129)), false);
+  });
+});
+
+describe('bytesEqual', () => {
+  test('equal exactly when lengths and every byte agree, at any offsets (property)', () => {
+    const a = new Uint8Array(400);
+    const b = new Uint8Array(400);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 16 }), fc.integer({ min: 0, max: 16 }), fc.uint8Array({ maxLength: 300 }), fc.nat(), fc.integer({ min: 1, max: 255 }), (sa, sb, bytes, pos, flip) => {
+        a.set(bytes, sa);
+        b.set(bytes, sb);
+        const x = a.subarray(sa, sa + bytes.length);
+        const y = b.subarray(sb, sb + bytes.length);
+        assert.equal(bytesEqual(x, y), true);
+        if (bytes.length > 0) {
+          const at = pos % bytes.length;
+          y[at] = y[at]! ^ flip;
+          assert.equal(bytesEqual(x, y), false);
+          assert.equal(bytesEqual(x, x.subarray(0, bytes.length - 1)), false, 'different lengths');
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
