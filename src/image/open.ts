@@ -376,6 +376,9 @@ export const KNOWN_ITEMS: { id: Guid; name: string }[] = [
 ];
 
 /** §5: the table, each item's bounds, unknown required items, then the values and their legal ranges. */
+/** Known metadata items within this many bytes of each other are read at once. */
+const METADATA_SPAN_READ = 64 * 1024;
+
 async function readMetadata(readMeta: ReadMeta, region: RegionEntry, file: string): Promise<ImageMetadata> {
   const bad = (message: string): VhdxError => new VhdxError('BAD_METADATA', message, { file, offset: region.fileOffset });
   if (region.length < METADATA_TABLE_SIZE) throw bad(`metadata region is only ${region.length} bytes`);
@@ -388,6 +391,7 @@ async function readMetadata(readMeta: ReadMeta, region: RegionEntry, file: strin
   const items = new Map<string, Uint8Array>();
   const ranges: Range[] = [];
   const seen = new Set<string>();
+  const wanted: { name: string; offset: number; length: number }[] = [];
   for (const e of entries) {
     const key = `${guidToString(e.itemId)}/${e.isUser}`;
     if (seen.has(key)) throw bad(`metadata item ${guidToString(e.itemId)} appears twice`);
@@ -407,10 +411,20 @@ async function readMetadata(readMeta: ReadMeta, region: RegionEntry, file: strin
       }
       continue;
     }
-    items.set(known.name, e.length === 0 ? new Uint8Array(0) : await readMeta(region.fileOffset + e.offset, e.length));
+    wanted.push({ name: known.name, offset: e.offset, length: e.length });
   }
   const overlap = findOverlap(ranges);
   if (overlap) throw bad(`${overlap[0].what} overlaps ${overlap[1].what}`);
+  // The known items sit together after the table (a few dozen bytes in all): one read where their span
+  // is small, instead of one read each.
+  const present = wanted.filter((w) => w.length > 0);
+  const spanStart = Math.min(...present.map((w) => w.offset));
+  const spanEnd = Math.max(...present.map((w) => w.offset + w.length));
+  const span = present.length > 0 && spanEnd - spanStart <= METADATA_SPAN_READ ? await readMeta(region.fileOffset + spanStart, spanEnd - spanStart) : null;
+  for (const w of wanted) {
+    if (w.length === 0) items.set(w.name, new Uint8Array(0));
+    else items.set(w.name, span ? span.slice(w.offset - spanStart, w.offset - spanStart + w.length) : await readMeta(region.fileOffset + w.offset, w.length));
+  }
 
   const item = (name: string): Uint8Array => {
     const bytes = items.get(name);

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { built, openBytes, patchHeader, patchRegionTables, regionTable, model, expectCode, readHeader, MiB } from './fixtures.js';
 import { patternBytes } from '../helpers.js';
 import { guidFromString } from '../../src/format/guid.js';
-import { HEADER1_OFFSET, HEADER2_OFFSET, REGION_TABLE1_OFFSET, METADATA_FILE_PARAMETERS } from '../../src/format/constants.js';
-import { decodeMetadataTable, encodeFileParameters } from '../../src/format/metadata.js';
+import { HEADER1_OFFSET, HEADER2_OFFSET, REGION_TABLE1_OFFSET, METADATA_FILE_PARAMETERS, METADATA_VIRTUAL_DISK_SIZE } from '../../src/format/constants.js';
+import { decodeMetadataTable, encodeFileParameters, encodeMetadataTable } from '../../src/format/metadata.js';
 import { MemoryBackend } from '../../src/io/memory.js';
 import { VhdxImage } from '../../src/image/image.js';
 
@@ -171,6 +171,29 @@ describe('region table and metadata validation', () => {
     const fp = table.entries.find((e) => e.itemId.every((b, i) => b === METADATA_FILE_PARAMETERS[i]))!;
     bytes.set(encodeFileParameters({ blockSize: 3 * MiB, leaveBlockAllocated: false, hasParent: false }), meta.fileOffset + fp.offset);
     await expectCode(openBytes(bytes), 'BAD_METADATA');
+  });
+
+  test('metadata items are found wherever they lie in the region: together, or one far from the rest', async () => {
+    // Readers fetch items lying close together in one read; an item far away must be read on its own.
+    for (const farAt of [null, 256 * 1024, MiB - 8]) {
+      const bytes = await built({ virtualSize: 5 * MiB + 512, blockSize: MiB, writes });
+      const meta = regionTable(bytes).entries[1]!;
+      const table = decodeMetadataTable(bytes.subarray(meta.fileOffset, meta.fileOffset + 65536));
+      const sizeEntry = table.entries.find((e) => e.itemId.every((b, i) => b === METADATA_VIRTUAL_DISK_SIZE[i]))!;
+      if (farAt !== null) {
+        assert.ok(farAt + 8 <= meta.length);
+        bytes.copyWithin(meta.fileOffset + farAt, meta.fileOffset + sizeEntry.offset, meta.fileOffset + sizeEntry.offset + 8);
+        bytes.fill(0xee, meta.fileOffset + sizeEntry.offset, meta.fileOffset + sizeEntry.offset + 8); // the old place holds garbage
+        sizeEntry.offset = farAt;
+        bytes.set(encodeMetadataTable(table), meta.fileOffset);
+      }
+      const image = await openBytes(bytes);
+      assert.equal(image.virtualSize, 5 * MiB + 512, `Virtual Disk Size at ${farAt ?? 'its place'}`);
+      assert.equal(image.blockSize, MiB);
+      assert.equal(image.logicalSectorSize, 512);
+      assert.deepEqual(await image.read(0, 5 * MiB + 512), model(5 * MiB + 512, writes));
+      await image.close();
+    }
   });
 
   test('not a VHDX and truncated files', async () => {
