@@ -45,7 +45,7 @@ import { decodeRegionTable, type RegionEntry, type RegionTable } from '../format
 import { readFully, type Backend } from '../io/backend.js';
 import { BatTable, DEFAULT_BAT_CACHE_BYTES, WHOLE_BAT_LIMIT, findOverlap, pageCheck, type BatProblem, type Range } from './bat-table.js';
 import { SectorBitmaps } from './sector-bitmaps.js';
-import { chooseHeader, HeaderWriter, readHeaderCopies } from './headers.js';
+import { chooseHeader, HeaderWriter, readHeaderCopies, type HeaderCopy } from './headers.js';
 import type { VhdxImage } from './image.js';
 import { applySequence, findActiveSequence, LogOverlay, validateSequenceTargets, type ActiveSequence } from './log-replay.js';
 
@@ -119,6 +119,10 @@ export interface OpenedLayout {
   header: Header;
   headerWriter: HeaderWriter;
   regionTable: RegionTable;
+  /** Both header copies as read, before any update this open made, each judged on its own. */
+  headerCopies: [HeaderCopy, HeaderCopy];
+  /** Both region table copies as readers see them (the log applied), each judged on its own. */
+  regionTableCopies: RegionTableCopy[];
   batRegion: RegionEntry;
   metadataRegion: RegionEntry;
   metadata: ImageMetadata;
@@ -211,7 +215,7 @@ export async function openLayout(backend: Backend, options: OpenLayoutOptions = 
   };
 
   // ---- Region table (§4)
-  const regionTable = await chooseRegionTable(readMeta, file, warnings);
+  const { table: regionTable, copies: regionTableCopies } = await chooseRegionTable(readMeta, file, warnings);
   const { batRegion, metadataRegion } = validateRegions(regionTable, header, effectiveSize, file);
 
   // ---- Metadata (§5)
@@ -257,6 +261,8 @@ export async function openLayout(backend: Backend, options: OpenLayoutOptions = 
     header: headerWriter.header,
     headerWriter,
     regionTable,
+    headerCopies: chosen.copies,
+    regionTableCopies,
     batRegion,
     metadataRegion,
     metadata,
@@ -302,28 +308,40 @@ function validateHeader(header: Header, fileSize: number, file: string): void {
 type ReadMeta = (position: number, length: number) => Promise<Uint8Array>;
 
 /** §4.4 step 1: copy 1 when valid, else copy 2; a warning when one is bad or they differ. */
-async function chooseRegionTable(readMeta: ReadMeta, file: string, warnings: string[]): Promise<RegionTable> {
-  const tables: (RegionTable | null)[] = [];
-  const raws: Uint8Array[] = [];
-  for (const [i, offset] of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET].entries()) {
-    const raw = await readMeta(offset, REGION_TABLE_SIZE);
-    raws.push(raw);
+/** One region table copy as read (with the log applied when a read-only open left one pending). */
+export interface RegionTableCopy {
+  raw: Uint8Array;
+  table: RegionTable | null;
+  /** Why the copy is unusable, when it is. */
+  problem: string | null;
+}
+
+/** Each region table copy judged on its own (§4.1). */
+export function judgeRegionTables(raws: Uint8Array[]): RegionTableCopy[] {
+  return raws.map((raw) => {
     try {
-      tables.push(decodeRegionTable(raw));
+      return { raw, table: decodeRegionTable(raw), problem: null };
     } catch (error) {
       if (!(error instanceof VhdxError)) throw error;
-      warnings.push(`region table copy ${i + 1} (at ${offset}) is unusable: ${error.message}`);
-      tables.push(null);
+      return { raw, table: null, problem: error.message };
     }
-  }
-  const table = tables[0] ?? tables[1];
+  });
+}
+
+async function chooseRegionTable(readMeta: ReadMeta, file: string, warnings: string[]): Promise<{ table: RegionTable; copies: RegionTableCopy[] }> {
+  const raws: Uint8Array[] = [];
+  for (const offset of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) raws.push(await readMeta(offset, REGION_TABLE_SIZE));
+  const copies = judgeRegionTables(raws);
+  copies.forEach((c, i) => {
+    if (c.problem !== null) warnings.push(`region table copy ${i + 1} (at ${i === 0 ? REGION_TABLE1_OFFSET : REGION_TABLE2_OFFSET}) is unusable: ${c.problem}`);
+  });
+  const table = copies[0]!.table ?? copies[1]!.table;
   if (!table) {
     throw new VhdxError('BAD_REGION_TABLE', 'neither region table copy is valid', { file, offset: REGION_TABLE1_OFFSET });
   }
-  if (tables[0] && tables[1] && !bytesEqual(raws[0]!, raws[1]!)) warnings.push('the two region table copies differ; using copy 1');
-  return table;
+  if (copies[0]!.table && copies[1]!.table && !bytesEqual(raws[0]!, raws[1]!)) warnings.push('the two region table copies differ; using copy 1');
+  return { table, copies };
 }
-
 
 function regionName(r: RegionEntry): string {
   if (guidEquals(r.guid, REGION_BAT)) return 'BAT region';

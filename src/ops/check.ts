@@ -18,10 +18,9 @@ import {
 } from '../format/constants.js';
 import { VhdxError } from '../format/errors.js';
 import { decodeFileIdentifier, FILE_IDENTIFIER_DECODED_SIZE } from '../format/file-identifier.js';
-import { decodeRegionTable } from '../format/region-table.js';
 import { readFully, type Backend } from '../io/backend.js';
-import { HEADER_OFFSETS, readHeaderCopies } from '../image/headers.js';
-import { openLayout, type OpenedLayout } from '../image/open.js';
+import { HEADER_OFFSETS, readHeaderCopies, type HeaderCopy } from '../image/headers.js';
+import { judgeRegionTables, openLayout, type OpenedLayout, type RegionTableCopy } from '../image/open.js';
 import { BAT_FINDING_CODES, lastUsedEnd, summarize, type CheckOptions, type CheckReport, type Finding } from './findings.js';
 import { repair } from './repair.js';
 
@@ -54,47 +53,29 @@ async function inspect(backend: Backend, onProgress?: (fraction: number) => void
     throw error;
   }
 
-  if (fileSize >= HEADER_SECTION_SIZE) {
-    const copies = await readHeaderCopies(backend);
-    copies.forEach((c, i) => {
-      if (c.problem !== null) {
-        findings.push({ severity: 'corruption', code: 'HEADER_COPY_BAD', message: `header copy ${i + 1} is unusable: ${c.problem}`, offset: HEADER_OFFSETS[i], length: 4096, repairable: true });
-      }
-    });
-    const raws: Uint8Array[] = [];
-    for (const offset of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) {
-      const raw = new Uint8Array(REGION_TABLE_SIZE);
-      await readFully(backend, raw, offset);
-      raws.push(raw);
-    }
-    findings.push(...regionTableFindings(raws));
-  }
-
   let layout: OpenedLayout;
   try {
     layout = await openLayout(backend, { readOnly: true, collectBatProblems: true, ...(onProgress ? { onBatProgress: onProgress } : {}) });
   } catch (error) {
     if (!(error instanceof VhdxError)) throw error;
-    // Past this point the image cannot be read by anyone; a repair would be guesswork.
+    // Past this point the image cannot be read by anyone; a repair would be guesswork. Each redundant
+    // copy is still judged on its own, for the report.
+    if (fileSize >= HEADER_SECTION_SIZE) {
+      const raws: Uint8Array[] = [];
+      for (const offset of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) {
+        const raw = new Uint8Array(REGION_TABLE_SIZE);
+        await readFully(backend, raw, offset);
+        raws.push(raw);
+      }
+      findings.push(...headerFindings(await readHeaderCopies(backend)), ...regionTableFindings(judgeRegionTables(raws)));
+    }
     findings.push({ severity: 'corruption', code: error.code, message: error.message, ...(error.offset === undefined ? {} : { offset: error.offset }), repairable: false });
     return summarize(file, findings);
   }
-
-  if (layout.overlay) {
-    // A log not yet replayed may be rewriting the region tables (a BAT region grown or moved): they are
-    // judged as every reader sees them, with the log applied, not as a crash left them half written.
-    const raws: Uint8Array[] = [];
-    for (const offset of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) {
-      const raw = new Uint8Array(REGION_TABLE_SIZE);
-      await readFully(backend, raw, offset);
-      layout.overlay.patch(raw, offset);
-      raws.push(raw);
-    }
-    const isRegionFinding = (f: Finding): boolean => f.code === 'REGION_TABLE_COPY_BAD' || f.code === 'REGION_TABLES_DIFFER';
-    const kept = findings.filter((f) => !isRegionFinding(f));
-    findings.length = 0;
-    findings.push(...kept, ...regionTableFindings(raws));
-  }
+  // The copies as the open read and judged them. A log not yet replayed may be rewriting the region
+  // tables (a BAT region grown or moved): they are judged as every reader sees them, with the log
+  // applied, not as a crash left them half written.
+  findings.push(...headerFindings(layout.headerCopies), ...regionTableFindings(layout.regionTableCopies));
   if (layout.logState === 'replayed-in-memory') {
     findings.push({ severity: 'warning', code: 'LOG_REPLAY_NEEDED', message: 'the log holds committed changes not yet written in place (normal after a crash; any writable open replays them)', offset: layout.header.logOffset, repairable: true });
   } else if (layout.logState === 'uncommitted') {
@@ -143,22 +124,22 @@ async function inspect(backend: Backend, onProgress?: (fraction: number) => void
   return summarize(file, findings, layout.logState);
 }
 
-/** Each region table copy judged on its own, then the two compared. */
-function regionTableFindings(raws: Uint8Array[]): Finding[] {
+function headerFindings(copies: HeaderCopy[]): Finding[] {
+  return copies.flatMap((c, i) =>
+    c.problem === null ? [] : [{ severity: 'corruption', code: 'HEADER_COPY_BAD', message: `header copy ${i + 1} is unusable: ${c.problem}`, offset: HEADER_OFFSETS[i], length: 4096, repairable: true } satisfies Finding],
+  );
+}
+
+/** Each region table copy as judged on its own, then the two compared. */
+function regionTableFindings(copies: RegionTableCopy[]): Finding[] {
   const findings: Finding[] = [];
-  const tables: (Uint8Array | null)[] = [];
-  raws.forEach((raw, i) => {
-    const offset = i === 0 ? REGION_TABLE1_OFFSET : REGION_TABLE2_OFFSET;
-    try {
-      decodeRegionTable(raw);
-      tables.push(raw);
-    } catch (error) {
-      if (!(error instanceof VhdxError)) throw error;
-      tables.push(null);
-      findings.push({ severity: 'corruption', code: 'REGION_TABLE_COPY_BAD', message: `region table copy ${i + 1} is unusable: ${error.message}`, offset, length: REGION_TABLE_SIZE, repairable: true });
+  copies.forEach((c, i) => {
+    if (c.problem !== null) {
+      const offset = i === 0 ? REGION_TABLE1_OFFSET : REGION_TABLE2_OFFSET;
+      findings.push({ severity: 'corruption', code: 'REGION_TABLE_COPY_BAD', message: `region table copy ${i + 1} is unusable: ${c.problem}`, offset, length: REGION_TABLE_SIZE, repairable: true });
     }
   });
-  if (tables[0] && tables[1] && !bytesEqual(tables[0], tables[1])) {
+  if (copies[0]?.table && copies[1]?.table && !bytesEqual(copies[0].raw, copies[1].raw)) {
     findings.push({ severity: 'corruption', code: 'REGION_TABLES_DIFFER', message: 'the two region table copies differ (copy 1 is used)', offset: REGION_TABLE2_OFFSET, length: REGION_TABLE_SIZE, repairable: true });
   }
   return findings;
