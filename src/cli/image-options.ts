@@ -5,7 +5,7 @@ import type { CreateOptions } from '../ops/create.js';
 
 export const IMAGE_OPTIONS: Record<string, OptionSpec> = {
   type: { type: 'string', description: 'dynamic (default) or fixed' },
-  'block-size': { type: 'string', description: 'payload block size, a power of two from 1M to 256M (default 32M)' },
+  'block-size': { type: 'string', description: 'payload block size, a power of two from 1M to 256M (default 32M; 2M for a differencing disk, as Hyper-V)' },
   'logical-sector-size': { type: 'string', description: '512 (default) or 4096' },
   'physical-sector-size': { type: 'string', description: '512 or 4096 (default)' },
   'log-size': { type: 'string', description: 'metadata log size, whole MiB (default 1M)' },

@@ -45,7 +45,11 @@ export interface CreateOptions {
   signal?: AbortSignal;
 }
 
-export const CREATE_DEFAULTS = { type: 'dynamic', blockSize: 32 * MiB, logicalSectorSize: 512, physicalSectorSize: 4096, logLength: MiB } as const;
+/**
+ * Hyper-V's defaults. A differencing disk gets 2 MiB blocks, as Hyper-V gives its children: their
+ * writes are scattered, and each first write to a block allocates all of it.
+ */
+export const CREATE_DEFAULTS = { type: 'dynamic', blockSize: 32 * MiB, differencingBlockSize: 2 * MiB, logicalSectorSize: 512, physicalSectorSize: 4096, logLength: MiB } as const;
 
 export function resolveCreateOptions(options: CreateOptions): ImageParameters {
   const p: ImageParameters = {
@@ -66,7 +70,14 @@ export async function create(backend: Backend, options: CreateOptions): Promise<
   if (parent && options.type === 'fixed') throw new VhdxError('INVALID_ARGUMENT', 'a differencing disk cannot be fixed');
   const p = resolveCreateOptions(
     parent
-      ? { ...options, virtualSize: parent.image.virtualSize, logicalSectorSize: parent.image.logicalSectorSize, physicalSectorSize: parent.image.physicalSectorSize, type: 'dynamic' }
+      ? {
+          ...options,
+          virtualSize: parent.image.virtualSize,
+          blockSize: options.blockSize ?? CREATE_DEFAULTS.differencingBlockSize,
+          logicalSectorSize: parent.image.logicalSectorSize,
+          physicalSectorSize: parent.image.physicalSectorSize,
+          type: 'dynamic',
+        }
       : options,
   );
   if (parent) p.hasParent = true;

@@ -49,6 +49,29 @@ describe('create, write and convert on the command line', () => {
     }
   });
 
+  test('a differencing disk gets 2 MiB blocks by default, as Hyper-V gives its children, or the block size asked for', () => {
+    const dir = tempDir();
+    try {
+      const base = join(dir.path, 'base.vhdx');
+      ok(['create', base, '64M', '--block-size', '8M']);
+      ok(['write', base, '--offset', '5M', '--pattern', '0x5a', '--length', '4K']);
+      for (const [args, expected] of [[[], 2 * MiB], [['--block-size', '16M'], 16 * MiB]] as const) {
+        const child = join(dir.path, `child-${expected}.avhdx`);
+        ok(['create', child, '--parent', base, ...args]);
+        const info = JSON.parse(ok(['info', child, '--json']).toString());
+        assert.equal(info.type, 'differencing');
+        assert.equal(info.blockSize, expected, `create --parent ${args.join(' ')}`);
+        assert.equal(info.virtualSize, 64 * MiB);
+        ok(['write', child, '--offset', '5M', '--pattern', '0xc3', '--length', '512']);
+        const read = new Uint8Array(ok(['read', child, '--offset', '5M', '--length', '4K']));
+        assert.deepEqual(read.subarray(0, 512), new Uint8Array(512).fill(0xc3));
+        assert.deepEqual(read.subarray(512), new Uint8Array(4096 - 512).fill(0x5a), 'the rest of the sector run comes from the parent');
+      }
+    } finally {
+      dir.cleanup();
+    }
+  });
+
   test('create validates every option with a clear error and leaves nothing behind', () => {
     const dir = tempDir();
     try {
