@@ -75,6 +75,14 @@ export interface UploadOptions extends AzureTransferOptions {
   /** Continue an upload into an existing blob made from the same source, sending only what it lacks. */
   resume?: boolean;
   /**
+   * Write into a page blob that exists already, of exactly `uploadBlobSize(source)` bytes, instead of
+   * creating one: the upload URL of a managed disk (`az disk create --upload-type Upload`, then
+   * `az disk grant-access --access-level Write`). It is neither created nor resized, and no metadata is
+   * written to it; pages it held before are cleared first. Cannot be combined with `resume`, which
+   * relies on the metadata to know the source.
+   */
+  existing?: boolean;
+  /**
    * After the page ranges are checked: `full` reads every written range back and compares it with
    * the source; `sample` (default) reads back the footer and a few ranges; `none` neither.
    */
@@ -345,10 +353,10 @@ interface UploadSource {
   close(): Promise<void>;
 }
 
-/** [start, end) cut at every multiple of `AZURE_MAX_PAGE_WRITE`. */
-function* piecesOf(start: number, end: number): Generator<Range> {
+/** [start, end) cut at every multiple of `unit` (default `AZURE_MAX_PAGE_WRITE`). */
+function* piecesOf(start: number, end: number, unit = AZURE_MAX_PAGE_WRITE): Generator<Range> {
   for (let at = start; at < end; ) {
-    const next = Math.min(end, (Math.floor(at / AZURE_MAX_PAGE_WRITE) + 1) * AZURE_MAX_PAGE_WRITE);
+    const next = Math.min(end, (Math.floor(at / unit) + 1) * unit);
     yield { start: at, end: next };
     at = next;
   }
@@ -505,6 +513,10 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
     doing = 'reading the blob properties';
     let present: Range[] = [];
     let resumed = false;
+    if (options.existing) {
+      if (options.resume) throw new VhdxError('INVALID_ARGUMENT', 'an upload into an existing blob cannot resume (it records nothing in the blob): upload again without resume');
+      await prepareExistingBlob(client, blobSize, signal);
+    }
     const existing = options.resume ? await client.getProperties({ abortSignal: signal }).catch((error: RestErrorLike) => (error?.statusCode === 404 && error.code !== 'ContainerNotFound' && error.details?.errorCode !== 'ContainerNotFound' ? null : Promise.reject(error))) : null;
     if (existing) {
       const madeFrom = existing.metadata?.[META_SOURCE];
@@ -517,7 +529,7 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
       doing = 'listing the pages already there';
       present = await listPageRanges(client, blobSize, signal);
       resumed = true;
-    } else {
+    } else if (!options.existing) {
       doing = 'creating the page blob';
       await client.create(blobSize, { abortSignal: signal, metadata: { [META_SOURCE]: source.identity, [META_STATE]: 'uploading' } });
     }
@@ -611,8 +623,10 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
     let stored = footer;
     if (verify !== 'none') stored = await verifyContents(client, source, expectedRanges, footerThere ? null : footerBytes, dataSize, verify, parallel, options.retry, signal);
 
-    doing = 'recording the upload as complete';
-    await client.setMetadata({ [META_SOURCE]: source.identity, [META_STATE]: 'complete' }, { abortSignal: signal });
+    if (!options.existing) {
+      doing = 'recording the upload as complete';
+      await client.setMetadata({ [META_SOURCE]: source.identity, [META_STATE]: 'complete' }, { abortSignal: signal });
+    }
     return {
       blob: displayName(client),
       virtualSize: source.size,
@@ -630,6 +644,35 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
   } finally {
     await source.close();
   }
+}
+
+/**
+ * The blob an `existing` upload writes into: it must be a page blob of exactly `blobSize` bytes. The
+ * pages it holds are cleared (a reused upload URL may hold an earlier attempt), so that afterwards it
+ * holds the data and footer of this upload and nothing else.
+ */
+async function prepareExistingBlob(client: PageBlobClient, blobSize: number, signal: AbortSignal | undefined): Promise<void> {
+  const properties = await client.getProperties({ abortSignal: signal }).catch((error: RestErrorLike) => {
+    if (error?.statusCode === 404 && error.code !== 'ContainerNotFound' && error.details?.errorCode !== 'ContainerNotFound') {
+      throw new VhdxError('NOT_FOUND', 'the blob does not exist: an upload into an existing blob (a managed disk\'s upload URL) needs it there, of the right size');
+    }
+    throw error;
+  });
+  if (properties.blobType !== 'PageBlob') throw new VhdxError('INVALID_ARGUMENT', `the blob is a ${properties.blobType ?? 'blob of unknown type'}, not a page blob`);
+  if (properties.contentLength !== blobSize) {
+    throw new VhdxError('INVALID_ARGUMENT', `the blob is ${properties.contentLength} bytes but this image needs exactly ${blobSize} (for a managed disk: az disk create --upload-type Upload --upload-size-bytes ${blobSize})`);
+  }
+  for (const range of await listPageRanges(client, blobSize, signal)) {
+    for (const piece of piecesOf(range.start, range.end, CLEAR_PIECE)) await client.clearPages(piece.start, piece.end - piece.start, { abortSignal: signal });
+  }
+}
+
+/** Pages are cleared in requests of at most this many bytes. */
+const CLEAR_PIECE = 1024 * MiB;
+
+/** The bytes of the page blob an upload of a disk of `virtualSize` bytes makes: the size rounded up to a whole MiB, plus the 512-byte footer. */
+export function uploadBlobSize(virtualSize: number): number {
+  return vhdFooterFor({ size: virtualSize }, { azure: true }).currentSize + VHD_FOOTER_SIZE;
 }
 
 /** Ranges read back by a sampled verification (besides the footer), each at most this long. */

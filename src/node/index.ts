@@ -13,6 +13,7 @@ export {
   downloadFromAzure,
   redactSecrets,
   AZURE_MAX_PAGE_WRITE,
+  uploadBlobSize,
   AZURE_PAGE_SIZE,
   AZURE_CONNECTION_STRING_ENV,
   type AzureTarget,

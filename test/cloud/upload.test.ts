@@ -179,6 +179,78 @@ describe('upload to a page blob', () => {
   });
 });
 
+describe('upload into an existing blob (a managed disk\'s upload URL)', () => {
+  const size = 40 * MiB + 3 * 512; // not a whole MiB: the blob is the size rounded up, plus the footer
+  const blobSize = 41 * MiB + 512;
+  let image: string;
+  let model: Uint8Array;
+
+  before(async () => {
+    image = join(dir.path, 'managed.vhdx');
+    model = await makeVhdx(image, size, scatteredWrites(size));
+  });
+
+  test('--print-size gives the blob size az disk create needs, for VHDX, VHD and raw input', async () => {
+    const r = vhdx(['upload', image, '--print-size']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${blobSize}\n`);
+    const raw = join(dir.path, 'managed.raw');
+    const fd = openSync(raw, 'w');
+    ftruncateSync(fd, 5 * MiB + 1);
+    closeSync(fd);
+    assert.equal(vhdx(['upload', raw, '--print-size']).stdout, `${6 * MiB + 512}\n`);
+    const vhd = join(dir.path, 'managed.vhd');
+    assert.equal(vhdx(['convert', image, vhd, '--no-progress']).code, 0);
+    assert.equal(vhdx(['upload', vhd, '--print-size']).stdout, `${blobSize}\n`);
+  });
+
+  test('pages of an earlier attempt are cleared; the blob is not re-created and its metadata is untouched', async () => {
+    const client = pageBlob('disks', 'managed-disk.vhd');
+    // As `az disk create --upload-type Upload` leaves it, plus stale pages: inside data, where the disk
+    // has zeros, and an old footer.
+    await client.create(blobSize, { metadata: { madeby: 'the service' } });
+    const stale = Buffer.alloc(MiB, 0x77);
+    for (const at of [0, 20 * MiB, 34 * MiB]) await client.uploadPages(stale, at, stale.length);
+    await client.uploadPages(Buffer.alloc(512, 0x66), blobSize - 512, 512);
+    const createdOn = (await client.getProperties()).createdOn;
+
+    const r = vhdx(['upload', image, azurite.sasUrl('disks', 'managed-disk.vhd'), '--existing', '--verify', '--no-progress']);
+    assert.equal(r.code, 0, r.stderr);
+    const after = await client.getProperties();
+    assert.deepEqual(after.metadata, { madeby: 'the service' }, 'no metadata written');
+    assert.equal(after.createdOn?.getTime(), createdOn?.getTime(), 'the blob was not created again');
+    assert.equal(after.contentLength, blobSize);
+    const opened = await openImage(image);
+    const diskId = guidFromString(opened.info().virtualDiskId);
+    await opened.close();
+    const padded = new Uint8Array(41 * MiB);
+    padded.set(model);
+    const bytes = await wholeBlob(client);
+    checkBlobBytes(bytes, padded, { size: 41 * MiB, uniqueId: diskId });
+    assert.deepEqual(await pageRangesOf(client), withFooterPage(nonZeroSectors(padded), 41 * MiB), 'pages: the data and the footer, nothing stale');
+  });
+
+  test('a blob of the wrong size, a missing blob, and --existing with --resume are refused, nothing written', async () => {
+    const client = pageBlob('disks', 'managed-small.vhd');
+    await client.create(blobSize - MiB);
+    const url = azurite.sasUrl('disks', 'managed-small.vhd');
+    const small = vhdx(['upload', image, url, '--existing']);
+    assert.equal(small.code, 2, small.stderr);
+    assert.match(small.stderr, new RegExp(`^vhdx: \\S+managed-small\\.vhd: the blob is ${blobSize - MiB} bytes but this image needs exactly ${blobSize} \\(for a managed disk: az disk create --upload-type Upload --upload-size-bytes ${blobSize}\\)\\n$`));
+    assert.deepEqual(await pageRangesOf(client), [], 'nothing written');
+    const missing = vhdx(['upload', image, azurite.sasUrl('disks', 'managed-missing.vhd'), '--existing']);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr, /the blob does not exist: an upload into an existing blob/);
+    assert.equal(await pageBlob('disks', 'managed-missing.vhd').exists(), false, 'not created');
+    const both = vhdx(['upload', image, url, '--existing', '--resume']);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /^vhdx: --resume cannot be combined with --existing/);
+    const printWithUrl = vhdx(['upload', image, url, '--print-size']);
+    assert.equal(printWithUrl.code, 2);
+    assert.match(printWithUrl.stderr, /--print-size takes only IMAGE/);
+  });
+});
+
 describe('errors: one line, typed, no signature', () => {
   let image: string;
 
