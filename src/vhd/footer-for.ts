@@ -3,6 +3,7 @@
  * and uploads that must produce the same bytes), so the same source and options always give the same
  * footer.
  */
+import { VhdxError } from '../format/errors.js';
 import type { Guid } from '../format/guid.js';
 import { azureSize, newVhdFooter, type VhdFooter } from './footer.js';
 
@@ -22,19 +23,23 @@ export interface VhdFooterSource {
 export interface VhdFooterOptions {
   /** Round the virtual size up to a whole MiB, as Azure requires (the padding reads as zeros). */
   azure?: boolean;
+  /** `fixed` (default) or `dynamic` (its dynamic header right after the footer copy, at 512). Azure takes fixed only. */
+  type?: 'fixed' | 'dynamic';
   /** The footer's timestamp (default: now). Give a fixed time for reproducible output. */
   time?: Date;
 }
 
 /**
- * The footer of a fixed VHD holding `source`: the size rounded up to a whole sector (to a whole MiB
- * with `azure`), the Unique Id kept from a VHDX (its Virtual Disk ID) or VHD source and random for
- * anything else, creator `vhdx`, timestamp `time`.
+ * The footer of a fixed (or dynamic) VHD holding `source`: the size rounded up to a whole sector (to a
+ * whole MiB with `azure`), the Unique Id kept from a VHDX (its Virtual Disk ID) or VHD source and
+ * random for anything else, creator `vhdx`, timestamp `time`.
  */
 export function vhdFooterFor(source: VhdFooterSource, options: VhdFooterOptions = {}): VhdFooter {
+  const type = options.type ?? 'fixed';
+  if (options.azure && type !== 'fixed') throw new VhdxError('INVALID_ARGUMENT', 'Azure takes fixed VHDs only');
   const sectors = Math.ceil(source.size / 512) * 512;
   const size = options.azure ? azureSize(sectors) : sectors;
-  return newVhdFooter('fixed', size, {
+  return newVhdFooter(type, size, {
     ...(source.identity ? { uniqueId: new Uint8Array(source.identity.id) } : {}),
     ...(options.time ? { time: options.time } : {}),
   });

@@ -110,12 +110,24 @@ describe('vhdx with VHD files', () => {
     assert.equal(statSync(at('odd.img')).size, 4 * MiB + 512);
     const info = JSON.parse(vhdx(['info', at('odd.img'), '--json']).stdout.toString()) as { virtualSize: number; created: string; type: string };
     assert.deepEqual([info.type, info.virtualSize, info.created], ['fixed', 4 * MiB, '2000-01-02T00:00:00.000Z']);
+    assert.equal(vhdx(['convert', odd, at('odd-dynamic.vhd'), '--type', 'dynamic', '--block-size', '1M'], env).code, 0);
+    const dynamic = JSON.parse(vhdx(['info', at('odd-dynamic.vhd'), '--json']).stdout.toString()) as { virtualSize: number; type: string; blockSize: number };
+    assert.deepEqual([dynamic.type, dynamic.virtualSize, dynamic.blockSize], ['dynamic', 3 * MiB + 1024, MiB]);
+    assert.equal(vhdx(['convert', at('odd-dynamic.vhd'), at('odd-back.raw')]).code, 0);
+    const back = readFileSync(at('odd-back.raw'));
+    assert.equal(back.length, 3 * MiB + 1024);
+    assert.deepEqual(new Uint8Array(back.subarray(0, 3 * MiB + 1000)), patternBytes(3 * MiB + 1000, 5));
+    assert.ok(back.subarray(3 * MiB + 1000).every((b) => b === 0), 'the padding to a whole sector reads as zeros');
   });
 
   test('usage errors exit 2, naming the option', () => {
     const raw = at('data.raw');
     assertError(vhdx(['convert', raw, at('a.vhdx'), '--azure']), 2, /--azure applies to VHD output only/, '--azure with VHDX output');
-    assertError(vhdx(['convert', raw, at('a.vhd'), '--type', 'fixed']), 2, /apply to VHDX output only/, '--type with VHD output');
+    assertError(vhdx(['convert', raw, at('a.vhd'), '--logical-sector-size', '4096']), 2, /apply to VHDX output only \(a VHD has 512-byte sectors\)/, 'sector size with VHD output');
+    assertError(vhdx(['convert', raw, at('a.vhd'), '--block-size', '1M']), 2, /--block-size applies to a dynamic VHD only \(--type dynamic\)/, '--block-size with a fixed VHD');
+    assertError(vhdx(['convert', raw, at('a.vhd'), '--type', 'dynamic', '--azure']), 2, /--azure needs a fixed VHD/, '--azure with a dynamic VHD');
+    assertError(vhdx(['convert', raw, at('a.vhd'), '--type', 'dynamic', '--block-size', '3M']), 2, /VHD block size 3145728 is not a power of two from 512 KiB to 256 MiB/, 'a bad VHD block size');
+    assertError(vhdx(['convert', raw, at('a.raw'), '--type', 'fixed']), 2, /apply to VHDX and VHD output only/, '--type with raw output');
     assertError(vhdx(['convert', raw, '-', '-O', 'vhd']), 2, /only raw output can go to standard output/, 'VHD to stdout');
     assertError(vhdx(['convert', raw, at('a.out'), '-O', 'vpc']), 2, /-O must be raw, vhdx or vhd, not "vpc"/, '-O vpc');
     assertError(vhdx(['convert', raw, at('a.vhd')], { SOURCE_DATE_EPOCH: 'yesterday' }), 2, /SOURCE_DATE_EPOCH must be whole seconds/, 'bad SOURCE_DATE_EPOCH');

@@ -1,6 +1,6 @@
 /**
- * VHD (v1) against the peers. We write fixed VHDs (from raw and from a VHDX with scattered data) and
- * qemu-img (`-f vpc`) and libvhdi read them back byte for byte; qemu-img writes fixed and dynamic VHDs
+ * VHD (v1) against the peers. We write fixed and dynamic VHDs (from raw and from a VHDX with scattered
+ * data) and qemu-img (`-f vpc`) and libvhdi read them back byte for byte; qemu-img writes fixed and dynamic VHDs
  * and we read them (to raw, byte-compared, and to VHDX, which qemu-img compares with the raw).
  *
  * QEMU takes the size of a VHD whose creator it does not know (ours is `vhdx`) from the CHS geometry
@@ -106,6 +106,36 @@ describe('VHD interop with qemu-img and libvhdi', () => {
     vhdx(['convert', a, again]);
     assert.equal(run('qemu-img', ['compare', '-f', 'vhdx', '-F', 'raw', again, raw]).code, 0);
   });
+
+  for (const blockSize of [null, '512K'] as const) {
+    it(`our dynamic VHD (${blockSize ?? 'default 2 MiB'} blocks) from raw and from VHDX: qemu-img and libvhdi read the same bytes; only blocks with data are stored`, () => {
+      const source = at('dyn-source.vhdx');
+      if (blockSize === null) runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic,block_size=1M', raw, source]);
+      const fromRaw = at(`dyn-raw-${blockSize}.vhd`);
+      const fromVhdx = at(`dyn-vhdx-${blockSize}.vhd`);
+      const extra = blockSize === null ? [] : ['--block-size', blockSize];
+      vhdx(['convert', raw, fromRaw, '--type', 'dynamic', ...extra]);
+      vhdx(['convert', blockSize === null ? source : raw, fromVhdx, '-O', 'vhd', '--type', 'dynamic', ...extra]);
+      const unit = blockSize === null ? 2 * MiB : 512 * 1024;
+      const touched = new Set<number>();
+      for (const w of WRITES) for (let b = Math.floor(w.offset / unit); b <= Math.floor((w.offset + w.data.length - 1) / unit); b++) touched.add(b);
+      for (const vhd of [fromRaw, fromVhdx]) {
+        const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', vhd]).toString()) as { format: string; 'virtual-size': number; 'cluster-size': number };
+        assert.equal(info.format, 'vpc');
+        assert.equal(info['virtual-size'], SMALL_SIZE);
+        assert.equal(info['cluster-size'], unit);
+        const cmp = run('qemu-img', ['compare', '--image-opts', qemuVpc(vhd), `driver=raw,file.filename=${raw}`]);
+        assert.equal(cmp.code, 0, cmp.stdout.toString() + cmp.stderr);
+        const libvhdi = libvhdiRead(vhd, raw);
+        assert.equal(libvhdi.mediaSize, SMALL_SIZE);
+        assert.equal(libvhdi.firstDifference, null);
+        const ours = JSON.parse(runOk(VHDX_BIN, ['info', vhd, '--json']).toString()) as { type: string; allocatedBytes: number };
+        assert.equal(ours.type, 'dynamic');
+        assert.equal(ours.allocatedBytes, touched.size * unit, 'blocks stored: those the writes touched');
+        assert.ok(statSync(vhd).size <= 64 * 1024 + touched.size * (unit + 4096) + 512, 'file: headers, BAT, the stored blocks, footer');
+      }
+    });
+  }
 
   for (const subformat of ['fixed', 'dynamic'] as const) {
     it(`qemu-img's ${subformat} VHD (force_size=on): we read it to raw and to VHDX`, () => {

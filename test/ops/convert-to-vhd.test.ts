@@ -1,4 +1,7 @@
-/** Fixed VHD output: payload then footer, holes where the source is zero, the footer written after a flush. */
+/**
+ * VHD output. Fixed: payload then footer, holes where the source is zero, the footer written after a
+ * flush. Dynamic: blocks only where data is, BAT and headers after the blocks are durable, footers last.
+ */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBackend } from '../../src/io/memory.js';
@@ -120,6 +123,62 @@ describe('convertToVhd', () => {
     assert.deepEqual([...fixed.uniqueId], [...id]);
     assert.deepEqual(await fixed.read(2 * MiB, MiB), block);
     assert.ok((await fixed.read(0, 2 * MiB)).every((b) => b === 0));
+  });
+
+  test('dynamic: a block for each block holding data, data 4 KiB aligned; BAT and headers after the blocks are durable, footers last', async () => {
+    const size = 9 * MiB + 1024; // five 2 MiB blocks, the last partial
+    const raw = new Uint8Array(size);
+    raw.set(patternBytes(3000, 1), MiB - 1000); // block 0
+    raw.set(patternBytes(512, 2), 8 * MiB + 512); // block 4 (partial)
+    raw.set(new Uint8Array(MiB), 4 * MiB); // block 2: zeros only, not stored
+    const { backend, events, memory } = recording();
+    const time = new Date('2030-01-01T00:00:00Z');
+    const footer = await convertToVhd(rawSource(new MemoryBackend(raw), size), backend, { type: 'dynamic', time });
+    assert.equal(footer.diskType, 'dynamic');
+    const out = memory.contents();
+    // Read back by our reader, and the layout checked from the bytes (big-endian fields of the specification).
+    const image = await VhdImage.open(new MemoryBackend(out));
+    assert.equal(image.type, 'dynamic');
+    assert.equal(image.virtualSize, size);
+    assert.deepEqual(await image.read(0, size), raw);
+    const dv = new DataView(out.buffer, out.byteOffset, out.length);
+    assert.equal(Buffer.from(out.subarray(0, 8)).toString('latin1'), 'conectix', 'footer copy at 0');
+    assert.deepEqual(out.subarray(0, 512), out.subarray(out.length - 512), 'the two footers agree');
+    assert.equal(dv.getUint32(60), 3, 'disk type dynamic');
+    assert.equal(dv.getBigUint64(16), 512n, 'data offset: the dynamic header');
+    assert.equal(Buffer.from(out.subarray(512, 520)).toString('latin1'), 'cxsparse');
+    assert.equal(dv.getBigUint64(512 + 16), 1536n, 'table offset');
+    assert.equal(dv.getUint32(512 + 28), 5, 'max table entries');
+    assert.equal(dv.getUint32(512 + 32), 2 * MiB, 'block size');
+    const entries = [0, 1, 2, 3, 4].map((b) => dv.getUint32(1536 + 4 * b));
+    assert.deepEqual(entries.map((e) => e === 0xffffffff), [false, true, true, true, false], 'blocks 0 and 4 stored, the zero ones not');
+    for (const e of entries.filter((x) => x !== 0xffffffff)) {
+      const bitmapAt = e * 512;
+      assert.equal((bitmapAt + 512) % 4096, 0, 'block data starts on a 4 KiB boundary');
+      assert.ok(out.subarray(bitmapAt, bitmapAt + 512).every((b) => b === 0xff), 'every sector marked present');
+    }
+    assert.deepEqual(out.subarray(entries[0]! * 512 + 512, entries[0]! * 512 + 512 + 2 * MiB), raw.subarray(0, 2 * MiB));
+    assert.equal(out.length, entries[4]! * 512 + 512 + 2 * MiB + 512, 'the footer follows the last whole block');
+    // Order: the blocks, a flush, BAT and dynamic header, a flush, then the footers, a flush.
+    const firstFlush = events.indexOf('flush');
+    assert.ok(events.slice(0, firstFlush).every((e) => e.startsWith('write') ? Number(e.split(' ')[1]) >= 1536 + 512 : true), 'only blocks (past the BAT) before the first flush');
+    assert.deepEqual(events.slice(firstFlush), ['flush', `write 1536 512`, 'write 512 1024', 'flush', 'write 0 512', `write ${out.length - 512} 512`, 'flush']);
+  });
+
+  test('dynamic: block size option, limits, and Azure takes fixed only', async () => {
+    const raw = patternBytes(3 * MiB, 5);
+    const out = new MemoryBackend();
+    await convertToVhd(rawSource(new MemoryBackend(raw), raw.length), out, { type: 'dynamic', blockSize: 512 * 1024 });
+    const image = await VhdImage.open(out);
+    assert.equal(image.info().blockSize, 512 * 1024);
+    assert.deepEqual(await image.read(0, raw.length), raw);
+    const huge = { size: 2041 * 1024 * MiB, read: async () => assert.fail('nothing is read'), knownZero: () => true };
+    await assert.rejects(convertToVhd(huge, new MemoryBackend(), { type: 'dynamic' }), /a dynamic VHD holds at most 2040 GiB/);
+    for (const blockSize of [256 * 1024, 3 * MiB, 512 * MiB]) {
+      await assert.rejects(convertToVhd(rawSource(new MemoryBackend(raw), raw.length), new MemoryBackend(), { type: 'dynamic', blockSize }), /is not a power of two from 512 KiB to 256 MiB/);
+    }
+    await assert.rejects(convertToVhd(rawSource(new MemoryBackend(raw), raw.length), new MemoryBackend(), { type: 'dynamic', azure: true }), /Azure takes fixed VHDs only/);
+    await assert.rejects(convertToVhd(rawSource(new MemoryBackend(raw), raw.length), new MemoryBackend(), { blockSize: MiB }), /a block size applies to dynamic VHDs only/);
   });
 
   test('raw output to a stream gets every byte, zeros included', async () => {

@@ -28,13 +28,14 @@ vhdx convert disk.vhdx - | gzip > disk.gz  # raw to standard output
 dd if=/dev/sdb | vhdx convert - disk.vhdx --size 64G --type fixed
 vhdx convert disk.raw scratch.vhdx -t unsafe  # no syncs: fast, for scratch images only
 vhdx convert disk.vhdx disk.vhd            # fixed VHD (v1), sparse where the source is zero
+vhdx convert disk.vhdx disk.vhd --type dynamic  # dynamic VHD, 2 MiB blocks (--block-size N)
 vhdx convert disk.raw disk.vhd --azure     # fixed VHD, size rounded up to a whole MiB for Azure
 vhdx convert old.vhd disk.vhdx             # VHD (fixed, dynamic or differencing) to VHDX
 SOURCE_DATE_EPOCH=0 vhdx convert disk.raw disk.vhd  # reproducible footer timestamp
 `,
   options: {
     ...PARENT_OPTIONS,
-    'output-format': { type: 'string', short: 'O', description: 'raw, vhdx or vhd (default by OUT: .vhdx or .avhdx is vhdx, .vhd is a fixed VHD, else raw); IN is sniffed' },
+    'output-format': { type: 'string', short: 'O', description: 'raw, vhdx or vhd (default by OUT: .vhdx or .avhdx is vhdx, .vhd is a VHD, fixed unless --type dynamic, else raw); IN is sniffed' },
     azure: { type: 'boolean', description: 'VHD output: round the size up to a whole MiB, as Azure requires' },
     ...IMAGE_OPTIONS,
     size: { type: 'string', description: 'size of the disk on standard input (IN is -); input ending early is an error' },
@@ -47,9 +48,22 @@ SOURCE_DATE_EPOCH=0 vhdx convert disk.raw disk.vhd  # reproducible footer timest
     if (format !== 'raw' && format !== 'vhdx' && format !== 'vhd') throw usage(`-O must be raw, vhdx or vhd, not ${JSON.stringify(format)}`);
     if (out === '-' && format !== 'raw') throw usage('only raw output can go to standard output');
     const shape = imageOptions(values);
-    if (format !== 'vhdx' && Object.keys(shape).length > 0) throw usage('--type, --block-size and sector-size options apply to VHDX output only');
+    const vhdShape: { type?: 'fixed' | 'dynamic'; blockSize?: number } = {};
+    if (format === 'vhd') {
+      // A VHD takes a type (fixed by default) and, dynamic, a block size; its sectors are 512 bytes.
+      const { type, blockSize, ...rest } = shape;
+      if (Object.keys(rest).length > 0) throw usage('sector-size and log-size options apply to VHDX output only (a VHD has 512-byte sectors)');
+      if (type) vhdShape.type = type;
+      if (blockSize !== undefined) {
+        if (type !== 'dynamic') throw usage('--block-size applies to a dynamic VHD only (--type dynamic)');
+        vhdShape.blockSize = blockSize;
+      }
+    } else if (format !== 'vhdx' && Object.keys(shape).length > 0) {
+      throw usage('--type, --block-size and sector-size options apply to VHDX and VHD output only');
+    }
     const azure = Boolean(values.azure);
     if (azure && format !== 'vhd') throw usage('--azure applies to VHD output only (-O vhd)');
+    if (azure && vhdShape.type === 'dynamic') throw usage('--azure needs a fixed VHD: Azure does not take dynamic ones');
     const time = format === 'vhd' ? sourceDateEpoch() : undefined;
     if (isHttpUrl(out!)) throw usage('OUT must be a local file or - (a URL can only be read)');
     if (input === '-' && values.size === undefined) throw usage('reading standard input needs --size');
@@ -120,7 +134,7 @@ SOURCE_DATE_EPOCH=0 vhdx convert disk.raw disk.vhd  # reproducible footer timest
         } else if (format === 'vhd') {
           const { convertToVhd } = await import('../../ops/convert-to-vhd.js');
           source ??= (await import('../../ops/source.js')).vhdxSource(image!);
-          await convertToVhd(source, output, { azure, ...(time ? { time } : {}), onProgress, signal: stop.signal }); // footer last, after a flush
+          await convertToVhd(source, output, { azure, ...vhdShape, ...(time ? { time } : {}), onProgress, signal: stop.signal }); // footers last, after a flush
         } else {
           const { convertToVhdx } = await import('../../ops/convert-to-vhdx.js');
           source ??= (await import('../../ops/source.js')).vhdxSource(image!);
