@@ -93,8 +93,8 @@ async function run(argv: string[]): Promise<number> {
     if (!entry) throw new VhdxError('INVALID_ARGUMENT', `unknown command ${JSON.stringify(args[0])} (see vhdx --help)`);
     const command = await entry.load();
     errorStatus = command.errorStatus;
-    const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-    for (const [name, o] of Object.entries(command.options)) options[name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+    const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { help: { type: 'boolean', short: 'h' } };
+    for (const [name, o] of Object.entries(command.options)) options[name] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) };
     let parsed;
     try {
       parsed = parseArgs({ args: args.slice(1), options, allowPositionals: true, allowNegative: true, strict: true });

@@ -185,6 +185,42 @@ describe('vhdx reading images by URL', { timeout: 120_000 }, () => {
     server.set({});
   });
 
+  test('--http-header, --http-tries and --http-timeout reach every request; bad values are usage errors', async () => {
+    // A server that wants a bearer token: refused without it, read with it (and the token never shown).
+    server.set({ requireHeader: { name: 'authorization', value: 'Bearer TOPSECRET-token' } });
+    assertOneLineError(await vhdx('info', at('small.vhdx')), 1, /access denied \(HTTP 401\)/);
+    const header = ['--http-header', 'Authorization: Bearer TOPSECRET-token', '--http-header', 'X-Trace:  one two '];
+    const info = JSON.parse((await vhdxOk('info', at('small.vhdx'), '--json', ...header)).toString()) as { virtualSize: number };
+    assert.equal(info.virtualSize, 256 * MiB);
+    assert.equal(server.stats.lastHeaders['x-trace'], 'one two', 'the value is trimmed');
+    const out = join(dir.path, 'with-header.raw');
+    await vhdxOk('convert', at('small.vhdx'), out, '--no-progress', ...header);
+    await sameFiles(out, smallRaw);
+    rmSync(out);
+    for (const args of [['map', at('small.vhdx')], ['check', at('small.vhdx')], ['compare', at('small.vhdx'), smallRaw], ['read', at('small.vhdx'), '--offset', '0', '--length', '512']]) {
+      const r = await vhdx(...args, ...header);
+      assert.equal(r.code, 0, `${args[0]} with --http-header: ${r.stderr}`);
+    }
+    // Tries: a server failing with 503 is asked exactly that many times.
+    server.set({ status: 503 });
+    server.resetStats();
+    assertOneLineError(await vhdx('info', at('small.vhdx'), '--http-tries', '2'), 1, /gave up after 2 tries: HTTP 503/);
+    assert.equal(server.stats.requests, 2);
+    // Timeout: a server slower than it is abandoned.
+    server.set({ delayMs: 1500 });
+    assertOneLineError(await vhdx('info', at('small.vhdx'), '--http-timeout', '0.2', '--http-tries', '1'), 1, /no answer within 200 ms/);
+    server.set({});
+    for (const [args, message] of [
+      [['--http-timeout', '0'], /--http-timeout must be seconds/],
+      [['--http-timeout', 'soon'], /--http-timeout must be seconds/],
+      [['--http-tries', '0'], /--http-tries must be a whole number from 1 to 100/],
+      [['--http-header', 'no colon here'], /--http-header must be 'Name: value'/],
+      [['--http-header', 'Range: bytes=0-1'], /--http-header Range is set by vhdx itself/],
+    ] as const) {
+      assertOneLineError(await vhdx('info', at('small.vhdx'), ...args), 2, message);
+    }
+  });
+
   test('writing commands and serve without --read-only refuse a URL as a usage error', async () => {
     server.resetStats();
     assertOneLineError(await vhdx('write', at('small.vhdx'), '--offset', '0', '--pattern', '1', '--length', '512'), 2, /can only be read/);

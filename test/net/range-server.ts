@@ -21,6 +21,10 @@ export interface RangeServerSwitches {
   ignoreIfMatch?: boolean;
   /** Send no ETag at all. */
   noEtag?: boolean;
+  /** Answer 401 unless the request carries this header with this value (header name in lower case). */
+  requireHeader?: { name: string; value: string };
+  /** Wait this long before answering each request. */
+  delayMs?: number;
 }
 
 export interface RangeServerStats {
@@ -74,7 +78,9 @@ export async function startRangeServer(): Promise<RangeServer> {
     stats.requests++;
     stats.lastHeaders = { ...req.headers };
     if (switches.changeAfter !== undefined && ++sinceSet > switches.changeAfter) generation = 1;
+    if (switches.delayMs !== undefined) await new Promise((resolve) => setTimeout(resolve, switches.delayMs));
     if (switches.status !== undefined) return text(res, switches.status, `status ${switches.status} by request`);
+    if (switches.requireHeader && req.headers[switches.requireHeader.name] !== switches.requireHeader.value) return text(res, 401, 'unauthorized');
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const file = files.get(path);
     if (file === undefined || (req.method !== 'GET' && req.method !== 'HEAD')) return text(res, 404, 'not found');

@@ -1,4 +1,5 @@
 import { openBackend } from '../../node/paths.js';
+import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { check as checkImage, type CheckReport, type Finding } from '../../ops/check.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
 import { humanSize, usage } from '../args.js';
@@ -15,6 +16,7 @@ vhdx check disk.vhdx --repair        # replay the log, fix copies and bad BAT en
 vhdx check disk.vhdx --json | jq .verdict
 `,
   options: {
+    ...HTTP_OPTIONS,
     repair: { type: 'boolean', short: 'r', description: 'fix what can be fixed without losing reachable data (default: report only)' },
     json: JSON_OPTION,
     cache: CACHE_OPTION,
@@ -26,7 +28,7 @@ vhdx check disk.vhdx --json | jq .verdict
     const repair = Boolean(values.repair);
     const cache = cacheOption(values);
     if (cache.cache && !repair) throw usage('--cache applies to --repair (a check alone writes nothing)');
-    const backend = await openBackend(file!, { readOnly: !repair, ...cache }); // a URL is read over HTTP (no --repair)
+    const backend = await openBackend(file!, { readOnly: !repair, ...cache, ...httpOptions(values) }); // a URL is read over HTTP (no --repair)
     // The block table scan is what grows with the disk: a 64 TiB image's table is 512 MiB.
     const progress = await progressBar(values.progress as boolean | undefined, 'check', { unit: 'fraction' });
     let report: CheckReport;

@@ -1,4 +1,5 @@
 import { openDisk } from '../../node/paths.js';
+import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { compareDisks } from '../../ops/compare.js';
 import { rawSource, vhdSource, vhdxSource, type DiskSource } from '../../ops/source.js';
 import { PROGRESS_OPTION, progressBar } from '../progress.js';
@@ -7,8 +8,8 @@ import { printJson, shownPath, writeStdout, JSON_OPTION } from '../output.js';
 import type { Command } from '../command.js';
 
 /** A disk to compare: its source, and how to close it. */
-async function openSource(path: string): Promise<{ source: DiskSource; close(): Promise<void> }> {
-  const disk = await openDisk(path); // a differencing disk is compared as its chain reads
+async function openSource(path: string, http: ReturnType<typeof httpOptions>): Promise<{ source: DiskSource; close(): Promise<void> }> {
+  const disk = await openDisk(path, http); // a differencing disk is compared as its chain reads
   const source = disk.kind === 'vhdx' ? vhdxSource(disk.image) : disk.kind === 'vhd' ? vhdSource(disk.image) : rawSource(disk.backend, disk.size);
   return { source, close: () => disk.close() };
 }
@@ -27,6 +28,7 @@ vhdx compare old.vhdx new.vhdx --strict  # a size mismatch is a difference
 vhdx compare a.vhdx b.vhdx --json | jq .firstDifference
 `,
   options: {
+    ...HTTP_OPTIONS,
     strict: { type: 'boolean', short: 's', description: 'disks of different sizes differ (else the extra part must read as zeros)' },
     json: JSON_OPTION,
     progress: PROGRESS_OPTION,
@@ -39,8 +41,8 @@ vhdx compare a.vhdx b.vhdx --json | jq .firstDifference
     const progress = await progressBar(values.progress as boolean | undefined, 'compare');
     let result;
     try {
-      disks.push(await openSource(pathA!));
-      disks.push(await openSource(pathB!));
+      disks.push(await openSource(pathA!, httpOptions(values)));
+      disks.push(await openSource(pathB!, httpOptions(values)));
       result = await compareDisks(disks[0]!.source, disks[1]!.source, {
         strict,
         // Over HTTP each chunk is split into parallel requests: larger chunks keep more in flight.

@@ -1,4 +1,5 @@
 import { unlinkSync } from 'node:fs';
+import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { stat } from 'node:fs/promises';
 import { NodeFileBackend } from '../../node/file-backend.js';
 import { openDisk } from '../../node/paths.js';
@@ -35,6 +36,7 @@ SOURCE_DATE_EPOCH=0 vhdx convert disk.raw disk.vhd  # reproducible footer timest
 `,
   options: {
     ...PARENT_OPTIONS,
+    ...HTTP_OPTIONS,
     'output-format': { type: 'string', short: 'O', description: 'raw, vhdx or vhd (default by OUT: .vhdx or .avhdx is vhdx, .vhd is a VHD, fixed unless --type dynamic, else raw); IN is sniffed' },
     azure: { type: 'boolean', description: 'VHD output: round the size up to a whole MiB, as Azure requires' },
     ...IMAGE_OPTIONS,
@@ -94,7 +96,7 @@ SOURCE_DATE_EPOCH=0 vhdx convert disk.raw disk.vhd  # reproducible footer timest
         const { streamSource } = await import('../../ops/source.js');
         source = streamSource(stdinOfSize(stdinSize, stop, (n) => progress.update(n, stdinSize)), stdinSize);
       } else {
-        const disk = await openDisk(input!, parentOptions(values)); // a differencing disk is flattened with its chain
+        const disk = await openDisk(input!, { ...parentOptions(values), ...httpOptions(values) }); // a differencing disk is flattened with its chain
         if (disk.kind === 'vhdx') {
           image = disk.image;
         } else if (disk.kind === 'vhd') {

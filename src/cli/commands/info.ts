@@ -1,4 +1,5 @@
 import { openDisk } from '../../node/paths.js';
+import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import type { VhdImage } from '../../vhd/image.js';
 import { VhdxError } from '../../format/errors.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
@@ -19,12 +20,13 @@ vhdx info disk.vhd                   # a VHD (v1): type, size, geometry, creator
     json: JSON_OPTION,
     chain: { type: 'boolean', description: 'differencing disks: describe every image of the chain, child first' },
     ...PARENT_OPTIONS,
+    ...HTTP_OPTIONS,
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
     // Opened once, as what it holds (one backend: a URL costs its requests once). The file alone unless
     // the chain is asked for: a missing parent does not stop `info`.
-    const disk = await openDisk(file!, values.chain ? parentOptions(values) : { parentPath: false });
+    const disk = await openDisk(file!, { ...(values.chain ? parentOptions(values) : { parentPath: false }), ...httpOptions(values) });
     if (disk.kind === 'vhd') return vhdInfo(disk.image, values);
     if (disk.kind === 'raw') {
       await disk.close();

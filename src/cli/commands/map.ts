@@ -1,4 +1,5 @@
 import { openImage } from '../../node/paths.js';
+import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
 import { shownPath, writeStdout, JSON_OPTION } from '../output.js';
@@ -15,11 +16,12 @@ vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
   options: {
     json: JSON_OPTION,
     ...PARENT_OPTIONS,
+    ...HTTP_OPTIONS,
     progress: PROGRESS_OPTION,
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
-    const image = await openImage(file!, { readOnly: true, ...parentOptions(values) });
+    const image = await openImage(file!, { readOnly: true, ...parentOptions(values), ...httpOptions(values) });
     // On stderr, and only on a terminal: the extents on stdout are untouched.
     const progress = await progressBar(values.progress as boolean | undefined, 'map');
     try {

@@ -1,4 +1,5 @@
 import { openImage } from '../../node/paths.js';
+import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { parseSize, usage } from '../args.js';
 import { shownPath, writeStdout } from '../output.js';
@@ -16,6 +17,7 @@ vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the termina
 `,
   options: {
     ...PARENT_OPTIONS,
+    ...HTTP_OPTIONS,
     offset: { type: 'string', description: 'virtual byte offset (K, M, G, T suffixes)' },
     length: { type: 'string', description: 'number of bytes (K, M, G, T suffixes)' },
     progress: PROGRESS_OPTION,
@@ -25,7 +27,7 @@ vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the termina
     if (values.offset === undefined || values.length === undefined) throw usage('read needs --offset and --length');
     const offset = parseSize(String(values.offset), '--offset');
     const length = parseSize(String(values.length), '--length');
-    const image = await openImage(file!, { readOnly: true, ...parentOptions(values) });
+    const image = await openImage(file!, { readOnly: true, ...parentOptions(values), ...httpOptions(values) });
     const stop = interruptible();
     const progress = await progressBar(values.progress as boolean | undefined, 'read');
     try {

@@ -1,4 +1,5 @@
 import { openImage } from '../../node/paths.js';
+import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { serveNbd } from '../../nbd/server.js';
 import { usage } from '../args.js';
 import { isHttpUrl } from '../../io/http.js';
@@ -17,6 +18,7 @@ vhdx serve disk.vhdx --read-only --port 10900 --export-name disk
 qemu-img info nbd://127.0.0.1:10809/      # from another terminal
 `,
   options: {
+    ...HTTP_OPTIONS,
     port: { type: 'string', description: 'TCP port (default 10809; 0 picks a free one)' },
     socket: { type: 'string', description: 'listen on this Unix socket instead of TCP' },
     bind: { type: 'string', description: 'address to listen on (default 127.0.0.1: this machine only)' },
@@ -44,7 +46,7 @@ qemu-img info nbd://127.0.0.1:10809/      # from another terminal
     const cache = cacheOption(values);
     if (cache.cache && readOnly) throw usage('--cache applies to a writable export (not --read-only)');
     if (isHttpUrl(file!) && !readOnly) throw usage('an image given by URL can only be served with --read-only');
-    const image = await openImage(file!, { readOnly, ...cache });
+    const image = await openImage(file!, { readOnly, ...cache, ...httpOptions(values) });
     const name = shownPath(file!);
     const stop = interruptible();
     try {
