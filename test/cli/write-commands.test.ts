@@ -132,7 +132,7 @@ describe('create, write and convert on the command line', () => {
       assert.ok(Buffer.from(bytes).equals(ok(['convert', fromStdin, '-'])));
       fails(['convert', '-', join(dir.path, 'nosize.vhdx')], /--size/);
       fails(['convert', raw, join(dir.path, 'o.raw')], /raw to raw/);
-      fails(['convert', img, join(dir.path, 'o.raw'), '--block-size', '1M'], /VHDX output only/);
+      fails(['convert', img, join(dir.path, 'o.raw'), '--block-size', '1M'], /apply to VHDX and VHD output only/);
     } finally {
       dir.cleanup();
     }
