@@ -113,6 +113,8 @@ describe('vhdx with VHD files', () => {
     assert.equal(vhdx(['convert', odd, at('odd-dynamic.vhd'), '--type', 'dynamic', '--block-size', '1M'], env).code, 0);
     const dynamic = JSON.parse(vhdx(['info', at('odd-dynamic.vhd'), '--json']).stdout.toString()) as { virtualSize: number; type: string; blockSize: number };
     assert.deepEqual([dynamic.type, dynamic.virtualSize, dynamic.blockSize], ['dynamic', 3 * MiB + 1024, MiB]);
+    // No CHS geometry describes 3 MiB + 1 KiB exactly: the largest is written, and info says what it means.
+    assert.match(vhdx(['info', at('odd-dynamic.vhd')]).stdout.toString(), /^geometry: +65535 cylinders, 16 heads, 255 sectors per track \(the largest: the size is Current Size\)$/m);
     assert.equal(vhdx(['convert', at('odd-dynamic.vhd'), at('odd-back.raw')]).code, 0);
     const back = readFileSync(at('odd-back.raw'));
     assert.equal(back.length, 3 * MiB + 1024);

@@ -91,7 +91,12 @@ async function vhdInfo(image: VhdImage, values: Record<string, unknown>): Promis
       ];
       if (i.blockSize !== null) rows.push(['block size', humanSize(i.blockSize)]);
       rows.push(
-        ['geometry', `${g.cylinders} cylinders, ${g.heads} heads, ${g.sectorsPerTrack} sectors per track (${humanSize(g.cylinders * g.heads * g.sectorsPerTrack * 512)})`],
+        [
+          'geometry',
+          `${g.cylinders} cylinders, ${g.heads} heads, ${g.sectorsPerTrack} sectors per track ` +
+            // The largest geometry says "use Current Size" (QEMU's force_size, and ours where no geometry is exact).
+            (g.cylinders === 65535 && g.heads === 16 && g.sectorsPerTrack === 255 ? '(the largest: the size is Current Size)' : `(${humanSize(g.cylinders * g.heads * g.sectorsPerTrack * 512)})`),
+        ],
         ['unique id', i.uniqueId],
         ['created', i.created],
         ['creator', i.creator],
