@@ -1,4 +1,5 @@
 import { openDisk } from '../../node/paths.js';
+import { VHD_MAX_GEOMETRY } from '../../vhd/footer.js';
 import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import type { VhdImage } from '../../vhd/image.js';
 import { VhdxError } from '../../format/errors.js';
@@ -95,7 +96,7 @@ async function vhdInfo(image: VhdImage, values: Record<string, unknown>): Promis
           'geometry',
           `${g.cylinders} cylinders, ${g.heads} heads, ${g.sectorsPerTrack} sectors per track ` +
             // The largest geometry says "use Current Size" (QEMU's force_size, and ours where no geometry is exact).
-            (g.cylinders === 65535 && g.heads === 16 && g.sectorsPerTrack === 255 ? '(the largest: the size is Current Size)' : `(${humanSize(g.cylinders * g.heads * g.sectorsPerTrack * 512)})`),
+            (g.cylinders === VHD_MAX_GEOMETRY.cylinders && g.heads === VHD_MAX_GEOMETRY.heads && g.sectorsPerTrack === VHD_MAX_GEOMETRY.sectorsPerTrack ? '(the largest: the size is Current Size)' : `(${humanSize(g.cylinders * g.heads * g.sectorsPerTrack * 512)})`),
         ],
         ['unique id', i.uniqueId],
         ['created', i.created],
