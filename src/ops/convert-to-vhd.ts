@@ -65,31 +65,49 @@ async function convertToDynamicVhd(source: DiskSource, output: Backend, footer: 
   // Every sector of a stored block is marked present: its data is written whole, zeros included.
   const bitmap = new Uint8Array(bitmapBytes).fill(0xff);
   const bat = new Uint32Array(blocks).fill(VHD_UNALLOCATED);
-  const buffer = copyBuffer(blockSize);
   let end = tableOffset + vhdBatBytes(blocks);
 
   if ((await output.size()) !== 0) await output.truncate(0);
-  for (let b = 0; b < blocks; b++) {
-    options.signal?.throwIfAborted();
-    const start = b * blockSize;
-    const length = Math.min(blockSize, size - start);
-    const inSource = Math.max(0, Math.min(length, source.size - start));
-    let holdsData = false;
-    if (inSource > 0 && !(await source.knownZero(start, inSource))) {
-      const data = buffer.subarray(0, inSource);
-      await source.read(data, start);
-      holdsData = !isAllZero(data);
+  // The next block is read while the one before is written: two buffers, each refilled only after its
+  // own write is done; the writes go out in order, one at a time.
+  const buffers = [copyBuffer(blockSize), copyBuffer(blockSize)];
+  const written: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+  let writes: Promise<void> = Promise.resolve();
+  let which = 0;
+  try {
+    for (let b = 0; b < blocks; b++) {
+      options.signal?.throwIfAborted();
+      const start = b * blockSize;
+      const length = Math.min(blockSize, size - start);
+      const inSource = Math.max(0, Math.min(length, source.size - start));
+      const buffer = buffers[which]!;
+      await written[which];
+      let holdsData = false;
+      if (inSource > 0 && !(await source.knownZero(start, inSource))) {
+        const data = buffer.subarray(0, inSource);
+        await source.read(data, start);
+        holdsData = !isAllZero(data);
+      }
+      if (holdsData) {
+        buffer.fill(0, inSource);
+        const dataAt = roundUp(end + bitmapBytes, DATA_ALIGNMENT);
+        bat[b] = (dataAt - bitmapBytes) / VHD_SECTOR_SIZE;
+        end = dataAt + blockSize;
+        writes = writes.then(async () => {
+          await output.write(bitmap, dataAt - bitmapBytes);
+          await output.write(buffer, dataAt);
+        });
+        writes.catch(() => undefined); // handled here for now: it is awaited before the buffer is reused, and at the end
+        written[which] = writes;
+        which ^= 1;
+      }
+      options.onProgress?.(start + length, size);
     }
-    if (holdsData) {
-      buffer.fill(0, inSource);
-      const dataAt = roundUp(end + bitmapBytes, DATA_ALIGNMENT);
-      await output.write(bitmap, dataAt - bitmapBytes);
-      await output.write(buffer, dataAt);
-      bat[b] = (dataAt - bitmapBytes) / VHD_SECTOR_SIZE;
-      end = dataAt + blockSize;
-    }
-    options.onProgress?.(start + length, size);
+  } finally {
+    // No write may still be running when this returns or throws (the caller closes the output).
+    await writes.catch(() => undefined);
   }
+  await writes;
   options.signal?.throwIfAborted();
   // The blocks are durable before anything points at them; the footers make the file a VHD, last.
   await output.truncate(end + VHD_FOOTER_SIZE);

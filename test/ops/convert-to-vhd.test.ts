@@ -82,6 +82,31 @@ describe('convertToVhd', () => {
     };
     await convertToVhd(rawSource(new MemoryBackend(raw), size), slow);
     assert.deepEqual(memory.contents().subarray(0, size), raw);
+    // Dynamic: the next block is read while the one before is being written.
+    await memory.truncate(0);
+    await convertToVhd(rawSource(new MemoryBackend(raw), size), slow, { type: 'dynamic', blockSize: 512 * 1024 });
+    const dynamic = await VhdImage.open(new MemoryBackend(memory.contents()));
+    assert.deepEqual(await dynamic.read(0, size), raw);
+  });
+
+  test('dynamic: a failing write rejects the conversion once, after the write in flight is settled', async () => {
+    const raw = patternBytes(4 * MiB, 8);
+    const memory = new MemoryBackend();
+    let writesSeen = 0;
+    const failing: Backend = {
+      name: 'failing.vhd',
+      readOnly: false,
+      read: (t, p) => memory.read(t, p),
+      write: (d, p) => (++writesSeen === 3 ? Promise.reject(new Error('disk on fire')) : new Promise((done) => setTimeout(() => void memory.write(d, p).then(done), 2))),
+      flush: () => memory.flush(),
+      size: () => memory.size(),
+      truncate: (s) => memory.truncate(s),
+      close: () => memory.close(),
+    };
+    await assert.rejects(convertToVhd(rawSource(new MemoryBackend(raw), raw.length), failing, { type: 'dynamic', blockSize: 512 * 1024 }), /disk on fire/);
+    const after = writesSeen;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(writesSeen, after, 'nothing is written after the conversion rejected');
   });
 
   test('azure: the size is rounded up to a whole MiB, the padding reads as zeros', async () => {
