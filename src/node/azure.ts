@@ -515,7 +515,11 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
     let resumed = false;
     if (options.existing) {
       if (options.resume) throw new VhdxError('INVALID_ARGUMENT', 'an upload into an existing blob cannot resume (it records nothing in the blob): upload again without resume');
-      await prepareExistingBlob(client, blobSize, signal);
+      await requireExistingBlob(client, blobSize, signal);
+      doing = 'clearing the pages already in the blob';
+      for (const range of await listPageRanges(client, blobSize, signal)) {
+        for (const piece of piecesOf(range.start, range.end, CLEAR_PIECE)) await client.clearPages(piece.start, piece.end - piece.start, { abortSignal: signal });
+      }
     }
     const existing = options.resume ? await client.getProperties({ abortSignal: signal }).catch((error: RestErrorLike) => (error?.statusCode === 404 && error.code !== 'ContainerNotFound' && error.details?.errorCode !== 'ContainerNotFound' ? null : Promise.reject(error))) : null;
     if (existing) {
@@ -647,11 +651,11 @@ export async function uploadToAzure(input: UploadInput, target: AzureTarget, opt
 }
 
 /**
- * The blob an `existing` upload writes into: it must be a page blob of exactly `blobSize` bytes. The
- * pages it holds are cleared (a reused upload URL may hold an earlier attempt), so that afterwards it
- * holds the data and footer of this upload and nothing else.
+ * The blob an `existing` upload writes into must be a page blob of exactly `blobSize` bytes. (The pages
+ * it holds are then cleared: a reused upload URL may hold an earlier attempt, and afterwards it must
+ * hold the data and footer of this upload and nothing else.)
  */
-async function prepareExistingBlob(client: PageBlobClient, blobSize: number, signal: AbortSignal | undefined): Promise<void> {
+async function requireExistingBlob(client: PageBlobClient, blobSize: number, signal: AbortSignal | undefined): Promise<void> {
   const properties = await client.getProperties({ abortSignal: signal }).catch((error: RestErrorLike) => {
     if (error?.statusCode === 404 && error.code !== 'ContainerNotFound' && error.details?.errorCode !== 'ContainerNotFound') {
       throw new VhdxError('NOT_FOUND', 'the blob does not exist: an upload into an existing blob (a managed disk\'s upload URL) needs it there, of the right size');
@@ -661,9 +665,6 @@ async function prepareExistingBlob(client: PageBlobClient, blobSize: number, sig
   if (properties.blobType !== 'PageBlob') throw new VhdxError('INVALID_ARGUMENT', `the blob is a ${properties.blobType ?? 'blob of unknown type'}, not a page blob`);
   if (properties.contentLength !== blobSize) {
     throw new VhdxError('INVALID_ARGUMENT', `the blob is ${properties.contentLength} bytes but this image needs exactly ${blobSize} (for a managed disk: az disk create --upload-type Upload --upload-size-bytes ${blobSize})`);
-  }
-  for (const range of await listPageRanges(client, blobSize, signal)) {
-    for (const piece of piecesOf(range.start, range.end, CLEAR_PIECE)) await client.clearPages(piece.start, piece.end - piece.start, { abortSignal: signal });
   }
 }
 
