@@ -137,6 +137,22 @@ describe('VHD interop with qemu-img and libvhdi', () => {
     });
   }
 
+  it('vhdx map of our dynamic VHD and of qemu-img\'s: the same runs and file offsets as qemu-img map', () => {
+    const ours = at('map-ours.vhd');
+    vhdx(['convert', raw, ours, '--type', 'dynamic']);
+    const theirs = at('map-qemu.vhd');
+    runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', '-o', 'subformat=dynamic,force_size=on', raw, theirs]);
+    for (const vhd of [ours, theirs]) {
+      type QemuRun = { start: number; length: number; data: boolean; offset?: number };
+      const expected = (JSON.parse(runOk('qemu-img', ['map', '--output=json', '-f', 'vpc', vhd]).toString()) as QemuRun[]).map((r) =>
+        r.data ? { offset: r.start, length: r.length, kind: 'data', fileOffset: r.offset } : { offset: r.start, length: r.length, kind: 'unallocated' },
+      );
+      const mapped = JSON.parse(runOk(VHDX_BIN, ['map', vhd, '--json']).toString()) as { offset: number; length: number; kind: string; fileOffset?: number }[];
+      // qemu-img joins neighbouring runs whose file offsets are contiguous; so do we, block by block.
+      assert.deepEqual(mapped, expected, vhd);
+    }
+  });
+
   for (const subformat of ['fixed', 'dynamic'] as const) {
     it(`qemu-img's ${subformat} VHD (force_size=on): we read it to raw and to VHDX`, () => {
       const vhd = at(`qemu-${subformat}.vhd`);

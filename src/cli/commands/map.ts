@@ -1,4 +1,6 @@
-import { openImage } from '../../node/paths.js';
+import { openDisk } from '../../node/paths.js';
+import { VhdxError } from '../../format/errors.js';
+import type { VhdImage } from '../../vhd/image.js';
 import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { humanSize } from '../args.js';
@@ -8,10 +10,11 @@ import type { Command } from '../command.js';
 
 export const map: Command = {
   name: 'map',
-  usage: 'vhdx map FILE [--json] [--parent PATH] [-p|--no-progress]',
+  usage: 'vhdx map FILE [--json] [--parent PATH] [-p|--no-progress]   (FILE: a VHDX or a VHD)',
   examples: `
 vhdx map disk.vhdx
 vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
+vhdx map old.vhd                 # a VHD's blocks: stored, unallocated, or (differencing) the parent's
 `,
   options: {
     json: JSON_OPTION,
@@ -21,7 +24,13 @@ vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
   },
   positionals: ['FILE'],
   async run({ positionals: [file], values }) {
-    const image = await openImage(file!, { readOnly: true, ...parentOptions(values), ...httpOptions(values) });
+    const disk = await openDisk(file!, { ...parentOptions(values), ...httpOptions(values) });
+    if (disk.kind === 'vhd') return mapVhd(disk.image, file!, values);
+    if (disk.kind === 'raw') {
+      await disk.close();
+      throw new VhdxError('NOT_VHDX', 'not a VHDX file (no "vhdxfile" signature at offset 0) nor a VHD (no footer): a raw file has no block map', { file: shownPath(file!), offset: 0 });
+    }
+    const image = disk.image;
     // On stderr, and only on a terminal: the extents on stdout are untouched.
     const progress = await progressBar(values.progress as boolean | undefined, 'map');
     try {
@@ -58,6 +67,31 @@ vhdx map disk.vhdx --json | jq '.[] | select(.kind == "data")'
     }
   },
 };
+
+/** A VHD's runs: stored blocks (with their file offsets), unallocated ones, and a differencing disk's parent runs. */
+async function mapVhd(image: VhdImage, file: string, values: Record<string, unknown>): Promise<void> {
+  const progress = await progressBar(values.progress as boolean | undefined, 'map');
+  try {
+    const out = batched();
+    let count = 0;
+    let data = 0;
+    if (values.json) await out.add('[');
+    else await out.add(`${'offset'.padStart(16)} ${'length'.padStart(16)} ${'size'.padStart(10)}  ${'kind'.padEnd(11)} file offset\n`);
+    for await (const e of image.walk(0, image.virtualSize)) {
+      if (e.kind === 'data') data += e.length;
+      if (values.json) await out.add(`${count === 0 ? '' : ','}\n  ${JSON.stringify(e)}`);
+      else await out.add(`${hex(e.offset)} ${hex(e.length)} ${humanSize(e.length).padStart(10)}  ${e.kind.padEnd(11)} ${e.fileOffset === undefined ? '-' : hex(e.fileOffset).trim()}\n`);
+      count++;
+      progress.update(e.offset + e.length, image.virtualSize);
+    }
+    if (values.json) await out.add(count === 0 ? ']\n' : '\n]\n');
+    else await out.add(`${count} extents; ${humanSize(data)} of ${humanSize(image.virtualSize)} stored in the file (a ${image.type} VHD${image.type === 'differencing' ? ', the rest from its parent' : ''})\n`);
+    await out.flush();
+  } finally {
+    progress.stop();
+    await image.close();
+  }
+}
 
 function hex(n: number): string {
   return `0x${n.toString(16)}`.padStart(16);
