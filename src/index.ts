@@ -40,6 +40,7 @@ export {
 } from './vhd/footer.js';
 export type { VhdDynamicHeader, VhdParentLocatorEntry } from './vhd/dynamic-header.js';
 export { check, type CheckReport, type CheckOptions, type Finding, type FindingCode, type Repair, type Severity } from './ops/check.js';
+export { checkVhd } from './ops/check-vhd.js';
 export { mergeIntoParent, type MergeOptions, type MergeResult } from './ops/merge.js';
 export { compact, type CompactOptions, type CompactReport, type CompactMode } from './ops/compact.js';
 export { resize, type ResizeOptions, type ResizeReport } from './ops/resize.js';

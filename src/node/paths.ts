@@ -71,7 +71,8 @@ export type OpenedDisk =
 /** What a file holds, by signature: `vhdxfile` at 0; a VHD footer cookie at the end (or at 0: dynamic); else raw. */
 export type DiskFormat = 'vhdx' | 'vhd' | 'raw';
 
-async function sniffFormat(backend: Backend): Promise<DiskFormat> {
+/** What `backend` holds, by signature: `vhdxfile` at 0, a VHD footer cookie at 0 or at the end, else raw. */
+export async function sniffFormat(backend: Backend): Promise<DiskFormat> {
   const first = new Uint8Array(8);
   await readFully(backend, first, 0);
   if (hasSignature(first, 0, 'vhdxfile')) return 'vhdx';

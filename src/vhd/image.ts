@@ -285,6 +285,21 @@ export class VhdImage {
     return true;
   }
 
+  /**
+   * Where a dynamic or differencing disk's structures lie in the file (null for a fixed disk): the
+   * dynamic header, the table (its entries as read, `VHD_UNALLOCATED` for none), the bitmap size and
+   * the file's size. For `checkVhd`.
+   */
+  layout(): { headerOffset: number; header: VhdDynamicHeader; bat: Uint32Array; bitmapBytes: number; fileSize: number } | null {
+    if (!this.dynamic) return null;
+    return { headerOffset: this.footer.dataOffset!, header: this.dynamic.header, bat: this.dynamic.bat, bitmapBytes: this.dynamic.bitmapBytes, fileSize: this.fileSize };
+  }
+
+  /** Bytes of the file. */
+  get fileBytes(): number {
+    return this.fileSize;
+  }
+
   info(): VhdInfo {
     const f = this.footer;
     const header = this.dynamic?.header ?? null;

@@ -130,6 +130,11 @@ describe('vhdx with VHD files', () => {
     assertError(vhdx(['convert', raw, at('a.vhd'), '--type', 'dynamic', '--azure']), 2, /--azure needs a fixed VHD/, '--azure with a dynamic VHD');
     assertError(vhdx(['convert', raw, at('a.vhd'), '--type', 'dynamic', '--block-size', '3M']), 2, /VHD block size 3145728 is not a power of two from 512 KiB to 256 MiB/, 'a bad VHD block size');
     assertError(vhdx(['convert', raw, at('a.raw'), '--type', 'fixed']), 2, /apply to VHDX and VHD output only/, '--type with raw output');
+    assert.equal(vhdx(['convert', raw, at('checked.vhd'), '--type', 'dynamic']).code, 0);
+    const checked = vhdx(['check', at('checked.vhd')]);
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(checked.stdout.toString(), /checked\.vhd: clean\n$/);
+    assertError(vhdx(['check', at('checked.vhd'), '--repair']), 2, /--repair works on VHDX images; a VHD is checked only/, 'check --repair of a VHD');
     assertError(vhdx(['map', raw]), 1, /data\.raw: not a VHDX file .* nor a VHD \(no footer\): a raw file has no block map/, 'map of a raw file');
     assertError(vhdx(['convert', raw, '-', '-O', 'vhd']), 2, /only raw output can go to standard output/, 'VHD to stdout');
     assertError(vhdx(['convert', raw, at('a.out'), '-O', 'vpc']), 2, /-O must be raw, vhdx or vhd, not "vpc"/, '-O vpc');

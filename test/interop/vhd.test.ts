@@ -159,6 +159,7 @@ describe('VHD interop with qemu-img and libvhdi', () => {
       runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', '-o', `subformat=${subformat},force_size=on`, raw, vhd]);
       const info = JSON.parse(runOk(VHDX_BIN, ['info', vhd, '--json']).toString()) as { type: string; virtualSize: number; creator: string };
       assert.equal(info.type, subformat);
+      assert.equal(run(VHDX_BIN, ['check', vhd]).code, 0, 'qemu-img\'s VHD checks clean');
       assert.equal(info.virtualSize, SMALL_SIZE);
       const back = at(`qemu-${subformat}.raw`);
       vhdx(['convert', vhd, back]);

@@ -1,4 +1,5 @@
-import { openBackend } from '../../node/paths.js';
+import { openBackend, sniffFormat } from '../../node/paths.js';
+import { checkVhd } from '../../ops/check-vhd.js';
 import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { check as checkImage, type CheckReport, type Finding } from '../../ops/check.js';
 import { CACHE_OPTION, cacheOption } from '../cache-option.js';
@@ -14,6 +15,7 @@ export const check: Command = {
 vhdx check disk.vhdx                 # report only: nothing is written
 vhdx check disk.vhdx --repair        # replay the log, fix copies and bad BAT entries, reclaim space
 vhdx check disk.vhdx --json | jq .verdict
+vhdx check old.vhd                   # a VHD: its structures, overlapping blocks, unreferenced space (no repair)
 `,
   options: {
     ...HTTP_OPTIONS,
@@ -33,7 +35,12 @@ vhdx check disk.vhdx --json | jq .verdict
     const progress = await progressBar(values.progress as boolean | undefined, 'check', { unit: 'fraction' });
     let report: CheckReport;
     try {
-      report = await checkImage(backend, { repair, onProgress: (fraction) => progress.update(fraction, 1) });
+      if ((await sniffFormat(backend)) === 'vhd') {
+        if (repair) throw usage('--repair works on VHDX images; a VHD is checked only (vhdx convert makes a VHDX of it)');
+        report = await checkVhd(backend);
+      } else {
+        report = await checkImage(backend, { repair, onProgress: (fraction) => progress.update(fraction, 1) });
+      }
     } finally {
       progress.stop();
       await backend.close();
