@@ -5,14 +5,13 @@
  * what only the whole file shows is judged here: blocks overlapping each other or running into the
  * footer at the end, and space nothing references (whole MiBs, as for VHDX). There is no repair.
  */
-import { MiB } from '../format/bytes.js';
 import { VhdxError } from '../format/errors.js';
 import type { Backend } from '../io/backend.js';
 import { vhdBatBytes, VHD_SECTOR_SIZE, VHD_UNALLOCATED } from '../vhd/bat.js';
 import { VHD_DYNAMIC_HEADER_SIZE } from '../vhd/dynamic-header.js';
 import { VHD_FOOTER_SIZE } from '../vhd/footer.js';
 import { VhdImage } from '../vhd/image.js';
-import { summarize, type CheckReport, type Finding } from './findings.js';
+import { summarize, unreferenced, type CheckReport, type Finding } from './findings.js';
 
 interface Used {
   start: number;
@@ -66,26 +65,8 @@ export async function checkVhd(backend: Backend): Promise<CheckReport> {
     }
     used.push(...blocks);
   }
-  for (const gap of unreferencedMiBs(used, footerAt)) {
+  for (const gap of unreferenced(used, footerAt, { tail: false })) {
     findings.push({ severity: 'leak', code: 'LEAKED_SPACE', message: `${gap.end - gap.start} bytes are not referenced by anything`, offset: gap.start, length: gap.end - gap.start, repairable: false });
   }
   return summarize(file, findings);
-}
-
-/** Whole MiBs below `limit` that no range covers. */
-function unreferencedMiBs(used: Used[], limit: number): { start: number; end: number }[] {
-  const out: { start: number; end: number }[] = [];
-  let cursor = 0;
-  for (const r of [...used].sort((a, b) => a.start - b.start)) {
-    if (r.start > cursor) gap(cursor, Math.min(r.start, limit));
-    cursor = Math.max(cursor, r.end);
-  }
-  if (limit > cursor) gap(cursor, limit);
-  return out;
-
-  function gap(start: number, end: number): void {
-    const s = Math.ceil(start / MiB) * MiB;
-    const e = Math.floor(end / MiB) * MiB;
-    if (e > s) out.push({ start: s, end: e });
-  }
 }

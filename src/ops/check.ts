@@ -8,7 +8,7 @@
  * still reach (`repair.ts`), and the report is made again, so a repaired image is judged by the same
  * rules.
  */
-import { bytesEqual, MiB } from '../format/bytes.js';
+import { bytesEqual } from '../format/bytes.js';
 import {
   FILE_IDENTIFIER_OFFSET,
   HEADER_SECTION_SIZE,
@@ -21,7 +21,7 @@ import { decodeFileIdentifier, FILE_IDENTIFIER_DECODED_SIZE } from '../format/fi
 import { readFully, type Backend } from '../io/backend.js';
 import { HEADER_OFFSETS, readHeaderCopies, type HeaderCopy } from '../image/headers.js';
 import { judgeRegionTables, openLayout, type OpenedLayout, type RegionTableCopy } from '../image/open.js';
-import { BAT_FINDING_CODES, lastUsedEnd, summarize, type CheckOptions, type CheckReport, type Finding } from './findings.js';
+import { BAT_FINDING_CODES, lastUsedEnd, summarize, unreferenced, type CheckOptions, type CheckReport, type Finding } from './findings.js';
 import { repair } from './repair.js';
 
 export type { CheckOptions, CheckReport, Finding, FindingCode, Repair, Severity } from './findings.js';
@@ -143,24 +143,4 @@ function regionTableFindings(copies: RegionTableCopy[]): Finding[] {
     findings.push({ severity: 'corruption', code: 'REGION_TABLES_DIFFER', message: 'the two region table copies differ (copy 1 is used)', offset: REGION_TABLE2_OFFSET, length: REGION_TABLE_SIZE, repairable: true });
   }
   return findings;
-}
-
-/** Ranges nothing references: whole MiBs between used ranges, and everything after the last one. */
-function unreferenced(used: { start: number; end: number }[], fileSize: number): { start: number; end: number }[] {
-  const out: { start: number; end: number }[] = [];
-  const sorted = [...used].sort((a, b) => a.start - b.start);
-  let cursor = 0;
-  const gap = (start: number, end: number): void => {
-    const s = Math.ceil(start / MiB) * MiB;
-    const e = end >= fileSize ? fileSize : Math.floor(end / MiB) * MiB;
-    if (e > s) out.push({ start: s, end: e });
-    else if (end >= fileSize && fileSize > start) out.push({ start, end: fileSize }); // a partial MiB at the end
-  };
-  for (const r of sorted) {
-    if (r.start >= fileSize) break;
-    if (r.start > cursor) gap(cursor, r.start);
-    cursor = Math.max(cursor, r.end);
-  }
-  if (fileSize > cursor) gap(cursor, fileSize);
-  return out;
 }

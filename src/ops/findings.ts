@@ -1,4 +1,5 @@
 /** What `check` reports and `repair` acts on: findings, their codes and the report, shared by both. */
+import { MiB } from '../format/bytes.js';
 import type { VhdxErrorCode } from '../format/errors.js';
 import type { BatProblemKind } from '../image/bat-table.js';
 import type { LogState } from '../image/open.js';
@@ -103,3 +104,27 @@ export function summarize(file: string, findings: Finding[], logState?: LogState
   };
 }
 
+/**
+ * Ranges nothing references below `limit`: whole MiBs between used ranges, and everything after the
+ * last one. With `tail: false` the end is a boundary like any other (whole MiBs only): what follows
+ * `limit` (a VHD's footer) is used.
+ */
+export function unreferenced(used: { start: number; end: number }[], limit: number, options: { tail?: boolean } = {}): { start: number; end: number }[] {
+  const tail = options.tail ?? true;
+  const out: { start: number; end: number }[] = [];
+  const sorted = [...used].sort((a, b) => a.start - b.start);
+  let cursor = 0;
+  const gap = (start: number, end: number): void => {
+    const s = Math.ceil(start / MiB) * MiB;
+    const e = tail && end >= limit ? limit : Math.floor(end / MiB) * MiB;
+    if (e > s) out.push({ start: s, end: e });
+    else if (tail && end >= limit && limit > start) out.push({ start, end: limit }); // a partial MiB at the end
+  };
+  for (const r of sorted) {
+    if (r.start >= limit) break;
+    if (r.start > cursor) gap(cursor, r.start);
+    cursor = Math.max(cursor, r.end);
+  }
+  if (limit > cursor) gap(cursor, limit);
+  return out;
+}
