@@ -120,6 +120,10 @@ describe('vhdx with VHD files', () => {
     assert.equal(back.length, 3 * MiB + 1024);
     assert.deepEqual(new Uint8Array(back.subarray(0, 3 * MiB + 1000)), patternBytes(3 * MiB + 1000, 5));
     assert.ok(back.subarray(3 * MiB + 1000).every((b) => b === 0), 'the padding to a whole sector reads as zeros');
+    const piece = vhdx(['read', at('odd-dynamic.vhd'), '--offset', String(MiB - 100), '--length', String(MiB + 300)]);
+    assert.equal(piece.code, 0, piece.stderr);
+    assert.deepEqual(new Uint8Array(piece.stdout), patternBytes(3 * MiB + 1000, 5).subarray(MiB - 100, 2 * MiB + 200), 'read of a VHD, across a block boundary');
+    assertError(vhdx(['read', at('odd-dynamic.vhd'), '--offset', String(3 * MiB + 1024), '--length', '1']), 1, /outside the 3146752-byte virtual disk/, 'read past the end of a VHD');
   });
 
   test('usage errors exit 2, naming the option', () => {

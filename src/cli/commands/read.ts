@@ -1,4 +1,6 @@
-import { openImage } from '../../node/paths.js';
+import { openDisk } from '../../node/paths.js';
+import { VhdxError } from '../../format/errors.js';
+import type { VhdImage } from '../../vhd/image.js';
 import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { PARENT_OPTIONS, parentOptions } from '../parent-options.js';
 import { parseSize, usage } from '../args.js';
@@ -14,6 +16,7 @@ export const read: Command = {
 vhdx read disk.vhdx --offset 0 --length 512 | xxd
 vhdx read disk.vhdx --offset 1M --length 4K > sector.bin
 vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the terminal while it runs
+vhdx read old.vhd --offset 0 --length 512 | xxd          # a VHD too
 `,
   options: {
     ...PARENT_OPTIONS,
@@ -27,12 +30,17 @@ vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the termina
     if (values.offset === undefined || values.length === undefined) throw usage('read needs --offset and --length');
     const offset = parseSize(String(values.offset), '--offset');
     const length = parseSize(String(values.length), '--length');
-    const image = await openImage(file!, { readOnly: true, ...parentOptions(values), ...httpOptions(values) });
+    const disk = await openDisk(file!, { ...parentOptions(values), ...httpOptions(values) });
+    if (disk.kind === 'raw') {
+      await disk.close();
+      throw new VhdxError('NOT_VHDX', 'not a VHDX file (no "vhdxfile" signature at offset 0) nor a VHD (no footer): read a raw file as it is', { file: shownPath(file!), offset: 0 });
+    }
+    const chunks = disk.kind === 'vhdx' ? disk.image.chunks({ offset, length, chunkSize: MiB }) : vhdChunks(disk.image, offset, length);
     const stop = interruptible();
     const progress = await progressBar(values.progress as boolean | undefined, 'read');
     try {
       let done = 0;
-      for await (const chunk of image.chunks({ offset, length, chunkSize: 1024 * 1024 })) {
+      for await (const chunk of chunks) {
         await stop.race(writeStdout(chunk)); // a reader that stopped reading does not hold Ctrl-C up
         done += chunk.length;
         progress.update(done, length);
@@ -44,7 +52,17 @@ vhdx read disk.vhdx --offset 0 --length 10G | sha256sum   # a bar on the termina
     } finally {
       progress.stop();
       stop.dispose();
-      await image.close();
+      await disk.close();
     }
   },
 };
+
+const MiB = 1024 * 1024;
+
+/** A VHD's bytes in 1 MiB pieces; a range outside the disk is refused before anything is read. */
+async function* vhdChunks(image: VhdImage, offset: number, length: number): AsyncGenerator<Uint8Array> {
+  if (offset + length > image.virtualSize) {
+    throw new VhdxError('OUT_OF_RANGE', `range [${offset}, ${offset + length}) is outside the ${image.virtualSize}-byte virtual disk`, { file: image.backend.name });
+  }
+  for (let at = offset; at < offset + length; at += MiB) yield await image.read(at, Math.min(MiB, offset + length - at));
+}
