@@ -195,7 +195,7 @@ export class HttpBackend extends CachedReadOnlyBackend {
       } catch (error) {
         if (!(error instanceof Transient)) throw error;
         if (tries >= this.maxAttempts) {
-          throw this.fail('REMOTE', `gave up after ${tries} tries: ${error.reason}`, start);
+          throw this.fail('REMOTE', `gave up after ${tries} ${tries === 1 ? 'try' : 'tries'}: ${error.reason}`, start);
         }
         this.stats.retries++;
         // Full jitter over an exponential ceiling: clients retrying together spread out.

@@ -208,7 +208,7 @@ describe('vhdx reading images by URL', { timeout: 120_000 }, () => {
     assert.equal(server.stats.requests, 2);
     // Timeout: a server slower than it is abandoned.
     server.set({ delayMs: 1500 });
-    assertOneLineError(await vhdx('info', at('small.vhdx'), '--http-timeout', '0.2', '--http-tries', '1'), 1, /no answer within 200 ms/);
+    assertOneLineError(await vhdx('info', at('small.vhdx'), '--http-timeout', '0.2', '--http-tries', '1'), 1, /gave up after 1 try: no answer within 200 ms/);
     server.set({});
     for (const [args, message] of [
       [['--http-timeout', '0'], /--http-timeout must be seconds/],
