@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBackend } from '../../src/io/memory.js';
 import { VhdImage } from '../../src/vhd/image.js';
+import { checkVhd } from '../../src/ops/check-vhd.js';
 import { VhdxError } from '../../src/format/errors.js';
 import { patternBytes } from '../helpers.js';
 import { buildFixed, buildVhd, HEADER_OFFSET, reseal, TABLE_OFFSET, type BuiltBlock } from './build-vhd.js';
@@ -203,6 +204,13 @@ describe('VhdImage', () => {
         reseal(bytes, bytes.length - 512, 64, 512);
         reseal(bytes, HEADER_OFFSET, 36, 1024);
       }
+      // A check of the same bytes always ends in a report: corrupt exactly when the open refuses them.
+      const report = await checkVhd(new MemoryBackend(bytes.slice(), { readOnly: true }));
+      const refused = await open(bytes, 'fuzz.vhd').then(
+        (image) => (void image.close(), false),
+        () => true,
+      );
+      if (refused) assert.equal(report.verdict, 'corrupt', `round ${round}: check of what no open takes`);
       try {
         const image = await open(bytes, 'fuzz.vhd');
         opened++;

@@ -47,7 +47,7 @@ SOURCE_DATE_EPOCH=0 vhdx convert disk.raw disk.vhd  # reproducible footer timest
   positionals: ['IN', 'OUT'],
   async run({ positionals: [input, out], values }) {
     const format = values['output-format'] === undefined ? (/\.a?vhdx$/i.test(out!) ? 'vhdx' : /\.vhd$/i.test(out!) ? 'vhd' : 'raw') : String(values['output-format']);
-    if (format !== 'raw' && format !== 'vhdx' && format !== 'vhd') throw usage(`-O must be raw, vhdx or vhd, not ${JSON.stringify(format)}`);
+    if (format !== 'raw' && format !== 'vhdx' && format !== 'vhd') throw usage(`-O must be raw, vhdx or vhd, not ${JSON.stringify(format)}${format === 'vpc' ? ' (a VHD, as qemu-img calls it, is -O vhd here)' : ''}`);
     if (out === '-' && format !== 'raw') throw usage('only raw output can go to standard output');
     const shape = imageOptions(values);
     const vhdShape: { type?: 'fixed' | 'dynamic'; blockSize?: number } = {};
