@@ -32,6 +32,8 @@ export interface ConvertToVhdOptions extends ConvertOptions, VhdFooterOptions {
 export const VHD_MAX_DYNAMIC_SIZE = 2040 * GiB;
 export const VHD_MIN_WRITE_BLOCK_SIZE = 512 * 1024;
 export const VHD_MAX_WRITE_BLOCK_SIZE = 256 * 1024 * 1024;
+/** Bytes read and written at once (a block is read in pieces of this size, or its own when smaller). */
+const PIECE = 2 * 1024 * 1024;
 /** Block data starts on this boundary in the file (the bitmap just before it). */
 const DATA_ALIGNMENT = 4096;
 
@@ -68,38 +70,47 @@ async function convertToDynamicVhd(source: DiskSource, output: Backend, footer: 
   let end = tableOffset + vhdBatBytes(blocks);
 
   if ((await output.size()) !== 0) await output.truncate(0);
-  // The next block is read while the one before is written: two buffers, each refilled only after its
-  // own write is done; the writes go out in order, one at a time.
-  const buffers = [copyBuffer(blockSize), copyBuffer(blockSize)];
+  // Read in pieces of at most 2 MiB, whatever the block size (memory stays bounded), the next piece read
+  // while the one before is written: two buffers, each refilled only after its own write is done; the
+  // writes go out in order, one at a time. A block gets its place in the file at its first piece that
+  // is not all zeros; pieces of zeros are not written (holes, which read as zeros).
+  const pieceSize = Math.min(blockSize, options.chunkSize ?? PIECE);
+  const buffers = [copyBuffer(pieceSize), copyBuffer(pieceSize)];
   const written: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
   let writes: Promise<void> = Promise.resolve();
   let which = 0;
+  const queue = (data: Uint8Array, position: number, extra?: { bytes: Uint8Array; at: number }): void => {
+    writes = writes.then(async () => {
+      if (extra) await output.write(extra.bytes, extra.at);
+      await output.write(data, position);
+    });
+    writes.catch(() => undefined); // handled here for now: it is awaited before the buffer is reused, and at the end
+    written[which] = writes;
+    which ^= 1;
+  };
   try {
     for (let b = 0; b < blocks; b++) {
       options.signal?.throwIfAborted();
       const start = b * blockSize;
       const length = Math.min(blockSize, size - start);
       const inSource = Math.max(0, Math.min(length, source.size - start));
-      const buffer = buffers[which]!;
-      await written[which];
-      let holdsData = false;
+      let dataAt = -1;
       if (inSource > 0 && !(await source.knownZero(start, inSource))) {
-        const data = buffer.subarray(0, inSource);
-        await source.read(data, start);
-        holdsData = !isAllZero(data);
-      }
-      if (holdsData) {
-        buffer.fill(0, inSource);
-        const dataAt = roundUp(end + bitmapBytes, DATA_ALIGNMENT);
-        bat[b] = (dataAt - bitmapBytes) / VHD_SECTOR_SIZE;
-        end = dataAt + blockSize;
-        writes = writes.then(async () => {
-          await output.write(bitmap, dataAt - bitmapBytes);
-          await output.write(buffer, dataAt);
-        });
-        writes.catch(() => undefined); // handled here for now: it is awaited before the buffer is reused, and at the end
-        written[which] = writes;
-        which ^= 1;
+        for (let at = 0; at < inSource; at += pieceSize) {
+          const buffer = buffers[which]!;
+          await written[which];
+          const data = buffer.subarray(0, Math.min(pieceSize, inSource - at));
+          await source.read(data, start + at);
+          if (isAllZero(data)) continue;
+          if (dataAt < 0) {
+            dataAt = roundUp(end + bitmapBytes, DATA_ALIGNMENT);
+            bat[b] = (dataAt - bitmapBytes) / VHD_SECTOR_SIZE;
+            end = dataAt + blockSize;
+            queue(data, dataAt + at, { bytes: bitmap, at: dataAt - bitmapBytes });
+          } else {
+            queue(data, dataAt + at);
+          }
+        }
       }
       options.onProgress?.(start + length, size);
     }

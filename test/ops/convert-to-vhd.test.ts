@@ -190,6 +190,27 @@ describe('convertToVhd', () => {
     assert.deepEqual(events.slice(firstFlush), ['flush', `write 1536 512`, 'write 512 1024', 'flush', 'write 0 512', `write ${out.length - 512} 512`, 'flush']);
   });
 
+  test('dynamic: a large block is read and written in pieces; pieces of zeros inside a stored block are holes', async () => {
+    const size = 16 * MiB; // two 8 MiB blocks, read in 1 MiB pieces
+    const raw = new Uint8Array(size);
+    raw.set(patternBytes(4096, 1), 5 * MiB + 8192); // block 0: only its sixth piece holds data
+    raw.set(patternBytes(MiB + 10, 2), 15 * MiB - 10); // block 1: the end of its seventh piece and its whole eighth
+    const { backend, events, memory } = recording();
+    await convertToVhd(rawSource(new MemoryBackend(raw), size), backend, { type: 'dynamic', blockSize: 8 * MiB, chunkSize: MiB });
+    const out = memory.contents();
+    const image = await VhdImage.open(new MemoryBackend(out));
+    assert.deepEqual(await image.read(0, size), raw);
+    assert.equal(image.info().allocatedBytes, 16 * MiB, 'both blocks stored');
+    const writes = events.filter((e) => e.startsWith('write')).map((e) => e.split(' ').map(Number).slice(1) as [number, number]);
+    const dv = new DataView(out.buffer, out.byteOffset, out.length);
+    const data0 = dv.getUint32(1536) * 512 + 2048; // 8 MiB blocks: a 2 KiB bitmap
+    const data1 = dv.getUint32(1540) * 512 + 2048;
+    const inBlock = (at: number): boolean => (at >= data0 && at < data0 + 8 * MiB) || (at >= data1 && at < data1 + 8 * MiB);
+    const pieces = writes.filter(([at]) => inBlock(at));
+    // Block 0: one piece (at 5 MiB into it); block 1: two pieces (6 and 7 MiB in). Nothing else of either.
+    assert.deepEqual(pieces, [[data0 + 5 * MiB, MiB], [data1 + 6 * MiB, MiB], [data1 + 7 * MiB, MiB]]);
+  });
+
   test('dynamic: block size option, limits, and Azure takes fixed only', async () => {
     const raw = patternBytes(3 * MiB, 5);
     const out = new MemoryBackend();
