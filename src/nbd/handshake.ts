@@ -102,7 +102,7 @@ export async function negotiate(wire: Wire, shared: Shared): Promise<Negotiated 
         }
         reply(P.NBD_REP.INFO, P.encodeInfoExport(image.virtualSize, transmissionFlags(shared, chosen.structured)));
         if (request.requests.includes(P.NBD_INFO.NAME)) reply(P.NBD_REP.INFO, P.encodeInfoName(shared.exportName));
-        if (request.requests.includes(P.NBD_INFO.DESCRIPTION)) reply(P.NBD_REP.INFO, P.encodeInfoDescription(`VHDX ${image.type} image`));
+        if (request.requests.includes(P.NBD_INFO.DESCRIPTION)) reply(P.NBD_REP.INFO, P.encodeInfoDescription(image.description ?? `VHDX ${image.type} image`));
         const minimum = image.logicalSectorSize;
         reply(P.NBD_REP.INFO, P.encodeInfoBlockSize(minimum, Math.max(minimum, image.physicalSectorSize), MAX_REQUEST));
         reply(P.NBD_REP.ACK);

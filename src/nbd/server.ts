@@ -19,7 +19,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { unlink } from 'node:fs/promises';
 import { VhdxError } from '../format/errors.js';
-import type { VhdxImage } from '../image/image.js';
+import type { NbdImage } from './image.js';
 import * as P from './protocol.js';
 import { Connection } from './connection.js';
 import type { NbdServerStats, Shared } from './wire.js';
@@ -27,8 +27,8 @@ import type { NbdServerStats, Shared } from './wire.js';
 export type { NbdServerStats } from './wire.js';
 
 export interface NbdServeOptions {
-  /** The image to serve. The server never closes it; `close()` flushes it. */
-  image: VhdxImage;
+  /** The image to serve (a `VhdxImage`, or a VHD through `vhdNbdImage`). The server never closes it; `close()` flushes it. */
+  image: NbdImage;
   /** TCP address to bind (default `127.0.0.1`: loopback only). */
   host?: string;
   /** TCP port (default 10809; 0 picks a free one). Ignored with `socketPath`. */

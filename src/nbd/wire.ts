@@ -3,7 +3,7 @@
  * replies out), the state every connection of a server shares, and the server's limits.
  */
 import type { Socket } from 'node:net';
-import type { VhdxImage } from '../image/image.js';
+import type { NbdImage } from './image.js';
 import { Input } from './input.js';
 
 /** Largest request (read, write payload, zero, trim, block status) a client may send; reported as the maximum block size. */
@@ -21,7 +21,7 @@ export interface NbdServerStats {
 
 /** What every connection of one server shares. */
 export interface Shared {
-  image: VhdxImage;
+  image: NbdImage;
   exportName: string;
   readOnly: boolean;
   multiConn: boolean;

@@ -8,6 +8,7 @@ export { NodeFileBackend, type NodeFileOptions } from './file-backend.js';
 export { createReadStream } from './stream.js';
 export { openImage, openDisk, openBackend, diskFormat, attachParents, commitImage, rebaseImage, createChild, locateParent, locateParentUrl, MAX_CHAIN_DEPTH, type OpenImageOptions, type OpenedDisk, type DiskFormat } from './paths.js';
 export { serveNbd, type NbdServer, type NbdServeOptions, type NbdServerStats } from '../nbd/server.js';
+export { vhdNbdImage, type NbdImage } from '../nbd/image.js';
 export {
   uploadToAzure,
   downloadFromAzure,

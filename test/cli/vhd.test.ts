@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { patternBytes, run, tempDir, VHDX_BIN, type RunResult } from '../helpers.js';
+import { patternBytes, requireProgram, run, runAsync, tempDir, VHDX_BIN, type RunResult } from '../helpers.js';
+import { startServe } from '../nbd/util.js';
 import { buildFixed, buildVhd, TABLE_OFFSET } from '../vhd/build-vhd.js';
 
 const MiB = 1024 * 1024;
@@ -147,6 +148,36 @@ describe('vhdx with VHD files', () => {
     const help = vhdx(['convert', '--help']).stdout.toString();
     assert.match(help, /-O raw\|vhdx\|vhd/);
     assert.match(help, /--azure/);
+  });
+
+  test('serve --read-only of a VHD: nbdinfo sees its size and allocation, nbdcopy reads the same bytes; writable is refused', async () => {
+    for (const p of ['nbdinfo', 'nbdcopy']) requireProgram(p);
+    const source = at('served.raw');
+    const data = new Uint8Array(12 * MiB);
+    data.set(patternBytes(3 * MiB, 8), 2 * MiB + 4096); // inside blocks 1 and 2 (2 MiB blocks)
+    writeFileSync(source, data);
+    const vhd = at('served.vhd');
+    assert.equal(vhdx(['convert', source, vhd, '--type', 'dynamic']).code, 0);
+    assertError(vhdx(['serve', vhd, '--port', '0']), 2, /a VHD can only be served with --read-only/, 'serve a VHD writable');
+    const served = await startServe(vhd, ['--read-only']);
+    try {
+      const info = await runAsync('nbdinfo', ['--json', served.uri]);
+      assert.equal(info.code, 0, info.stderr);
+      const exported = (JSON.parse(info.stdout.toString()) as { exports: { 'export-size': number; is_read_only: boolean; description?: string }[] }).exports[0]!;
+      assert.deepEqual([exported['export-size'], exported.is_read_only, exported.description], [12 * MiB, true, 'VHD dynamic image']);
+      const map = await runAsync('nbdinfo', ['--map', '--json', served.uri]);
+      assert.equal(map.code, 0, map.stderr);
+      const runs = (JSON.parse(map.stdout.toString()) as { offset: number; length: number; type: number }[]).map((r) => [r.offset, r.length, r.type]);
+      // Block 0 and blocks 3-5 hold nothing: holes reading as zeros (type 3); blocks 1-2 are data (type 0).
+      assert.deepEqual(runs, [[0, 2 * MiB, 3], [2 * MiB, 4 * MiB, 0], [6 * MiB, 6 * MiB, 3]]);
+      const out = at('served-copy.raw');
+      const copy = await runAsync('nbdcopy', [served.uri, out]);
+      assert.equal(copy.code, 0, copy.stderr);
+      assert.ok(readFileSync(out).equals(readFileSync(source)), 'nbdcopy gives the disk');
+    } finally {
+      const { code } = await served.stop();
+      assert.equal(code, 0, served.stderr());
+    }
   });
 
   test('a damaged VHD is one line naming the file, exit 1, and no output is left', () => {

@@ -1,4 +1,6 @@
-import { openImage } from '../../node/paths.js';
+import { diskFormat, openDisk, openImage, type OpenImageOptions } from '../../node/paths.js';
+import { VhdxError } from '../../format/errors.js';
+import { vhdNbdImage, type NbdImage } from '../../nbd/image.js';
 import { HTTP_OPTIONS, httpOptions } from '../http-options.js';
 import { serveNbd } from '../../nbd/server.js';
 import { usage } from '../args.js';
@@ -46,7 +48,8 @@ qemu-img info nbd://127.0.0.1:10809/      # from another terminal
     const cache = cacheOption(values);
     if (cache.cache && readOnly) throw usage('--cache applies to a writable export (not --read-only)');
     if (isHttpUrl(file!) && !readOnly) throw usage('an image given by URL can only be served with --read-only');
-    const image = await openImage(file!, { readOnly, ...cache, ...httpOptions(values) });
+    const opened = await openExport(file!, readOnly, { ...cache, ...httpOptions(values) });
+    const { image } = opened;
     const name = shownPath(file!);
     const stop = interruptible();
     try {
@@ -69,14 +72,43 @@ qemu-img info nbd://127.0.0.1:10809/      # from another terminal
       process.stderr.write(`vhdx serve: ${signalled}: finishing requests in flight, flushing and closing ${name}\n`);
       await server.close();
       const totals = server.stats();
-      await image.close();
+      await opened.close();
       process.stderr.write(
         `vhdx serve: closed ${name} cleanly after ${totals.connections} connections, ${totals.requests} requests (${totals.bytesRead} bytes read, ${totals.bytesWritten} written)\n`,
       );
       return 0;
     } finally {
-      await image.close();
+      await opened.close();
       stop.dispose();
     }
   },
 };
+
+/**
+ * The image to serve: a VHDX as it is (writable unless `readOnly`), a VHD read-only through
+ * `vhdNbdImage`. Closing twice is harmless.
+ */
+async function openExport(file: string, readOnly: boolean, options: Pick<OpenImageOptions, 'cache' | 'http'>): Promise<{ image: NbdImage; close(): Promise<void> }> {
+  let close: () => Promise<void>;
+  let image: NbdImage;
+  if (readOnly) {
+    const disk = await openDisk(file, options.http ? { http: options.http } : {});
+    if (disk.kind === 'raw') {
+      await disk.close();
+      throw new VhdxError('NOT_VHDX', 'not a VHDX file (no "vhdxfile" signature at offset 0) nor a VHD (no footer): serve a raw file with any NBD server', { file: shownPath(file), offset: 0 });
+    }
+    image = disk.kind === 'vhd' ? vhdNbdImage(disk.image) : disk.image;
+    close = () => disk.close();
+  } else {
+    const vhdx = await openImage(file, { readOnly: false, ...options }).catch(async (error: unknown) => {
+      if (error instanceof VhdxError && error.code === 'NOT_VHDX' && (await diskFormat(file).catch(() => null)) === 'vhd') {
+        throw usage('a VHD can only be served with --read-only');
+      }
+      throw error;
+    });
+    image = vhdx;
+    close = () => vhdx.close();
+  }
+  let closed: Promise<void> | null = null;
+  return { image, close: () => (closed ??= close()) };
+}
