@@ -36,6 +36,11 @@ export interface Backend {
    */
   readSync?(target: Uint8Array, position: number): number;
   /**
+   * Optional: `write`, done synchronously, for small writes a cache takes at once (the page cache for a
+   * file). Same effect as `write`; durable only after `flush` like it. Callers fall back to `write`.
+   */
+  writeSync?(data: Uint8Array, position: number): void;
+  /**
    * Optional: the first offset at or after `position` that may hold data (everything before it reads as
    * zeros: a hole), or Infinity when nothing after `position` does; `position` itself when unknown. For
    * sources that skip holes without reading them (a sparse raw disk into `convert`).
@@ -126,6 +131,7 @@ export function withoutFlush(backend: Backend): Backend {
     read: (target, position) => backend.read(target, position),
     ...(backend.readSync ? { readSync: (target: Uint8Array, position: number) => backend.readSync!(target, position) } : {}),
     write: (data, position) => backend.write(data, position),
+    ...(backend.writeSync ? { writeSync: (data: Uint8Array, position: number) => backend.writeSync!(data, position) } : {}),
     flush: async () => undefined,
     size: () => backend.size(),
     truncate: (size) => backend.truncate(size),

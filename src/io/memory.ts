@@ -28,6 +28,11 @@ export class MemoryBackend implements Backend {
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
+    this.writeSync(data, position);
+  }
+
+  /** `write`, done at once. */
+  writeSync(data: Uint8Array, position: number): void {
     this.assertWritable();
     this.ensureCapacity(position + data.length);
     this.bytes.set(data, position);

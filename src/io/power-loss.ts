@@ -68,10 +68,15 @@ export class PowerLossBackend implements Backend {
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
+    this.writeSync(data, position);
+  }
+
+  /** `write`, done at once: the same one operation. */
+  writeSync(data: Uint8Array, position: number): void {
     const op: PendingOp = { kind: 'write', data: data.slice(), position };
     this.step(op);
     this.pending.push(op);
-    await this.volatile.write(data, position);
+    this.volatile.writeSync(data, position);
   }
 
   /** One operation, recorded as a write of zeros (a torn fallocate is modelled like a torn write). */

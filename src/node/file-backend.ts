@@ -150,21 +150,28 @@ export class NodeFileBackend implements Backend {
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
+    // A small write into the page cache takes microseconds; handing it to the thread pool costs more
+    // than the write itself (measured 4x on 4 KiB writes). Durability still comes from flush.
+    if (this.direct || data.length <= SYNC_WRITE_LIMIT) return this.writeSync(data, position);
     this.assertWritable();
     try {
-      if (this.direct) return this.writeDirect(data, position);
       let done = 0;
-      if (data.length <= SYNC_WRITE_LIMIT) {
-        // A small write into the page cache takes microseconds; handing it to the thread pool costs
-        // more than the write itself (measured 4x on 4 KiB writes). Durability still comes from flush.
-        while (done < data.length) done += writeSync(this.handle.fd, data, done, data.length - done, position + done);
-        this.writeBehind(data.length);
-        return;
-      }
       while (done < data.length) {
         const { bytesWritten } = await this.handle.write(data, done, Math.min(WRITE_SLICE, data.length - done), position + done);
         done += bytesWritten;
       }
+      this.writeBehind(data.length);
+    } catch (error) {
+      throw toVhdxError(error, this.name);
+    }
+  }
+
+  /** A positional write on the calling thread: into the page cache (or, with O_DIRECT, the disk) before it returns. */
+  writeSync(data: Uint8Array, position: number): void {
+    this.assertWritable();
+    try {
+      if (this.direct) return this.writeDirect(data, position);
+      for (let done = 0; done < data.length; ) done += writeSync(this.handle.fd, data, done, data.length - done, position + done);
       this.writeBehind(data.length);
     } catch (error) {
       throw toVhdxError(error, this.name);
