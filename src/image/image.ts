@@ -43,6 +43,8 @@ const ZERO_CHUNK = new Uint8Array(4 * MiB);
 /** Writes up to this size into a fully present block may skip the queue (see `write`). */
 const SMALL_WRITE = 128 * 1024;
 const DONE: Promise<void> = Promise.resolve();
+/** With more plain writes than this queued, a small write queues too (the overlap test stays cheap). */
+const OVERLAP_SCAN = 64;
 const notWritable = (file: string): VhdxError => new VhdxError('READ_ONLY', 'image is open read-only', { file });
 
 export class VhdxImage extends ImageReader {
@@ -139,7 +141,10 @@ export class VhdxImage extends ImageReader {
     return run;
   }
 
+  /** Whether [start, end) overlaps a queued write; true (queue it) when too many are queued to look. */
   private overlapsQueuedWrite(start: number, end: number): boolean {
+    if (this.queuedWrites.size === 0) return false;
+    if (this.queuedWrites.size > OVERLAP_SCAN) return true;
     for (const w of this.queuedWrites) if (w.start < end && start < w.end) return true;
     return false;
   }

@@ -11,6 +11,7 @@ import { VhdxError } from '../../src/format/errors.js';
 import { VhdxImage } from '../../src/image/image.js';
 import { create } from '../../src/ops/create.js';
 import { patternBytes } from '../helpers.js';
+import { rng } from '../model.js';
 
 const MiB = 1024 * 1024;
 
@@ -113,6 +114,29 @@ describe('small in-place writes', () => {
     assert.deepEqual(await image.read(2 * MiB + 4096, 4096), patternBytes(4096, 14));
     assert.ok(backend.log.every((w) => w.how !== 'sync'), 'the write into the discarded block was queued');
     await image.close();
+  });
+
+  test('many writes issued at once, overlapping at random, land in the order they were issued', async () => {
+    const { backend, image } = await imageWithData();
+    await image.write(0, new Uint8Array(512));
+    const random = rng(13);
+    const model = await image.read(0, 4 * MiB);
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 600; i++) {
+      // Now and then a large write (queued) among the small ones, so the queue fills past the scan limit.
+      const length = i % 50 === 0 ? 256 * 1024 : 1 + Math.floor(random() * 8192);
+      const at = Math.floor(random() * (4 * MiB - length));
+      const data = patternBytes(length, 100 + i);
+      model.set(data, at);
+      writes.push(image.write(at, data));
+    }
+    await Promise.all(writes);
+    assert.ok(backend.log.some((w) => w.how === 'sync') && backend.log.some((w) => w.how === 'async'), 'both ways were taken');
+    assert.ok(Buffer.from(await image.read(0, 4 * MiB)).equals(Buffer.from(model)));
+    await image.close();
+    const again = await VhdxImage.open(backend);
+    assert.ok(Buffer.from(await again.read(0, 4 * MiB)).equals(Buffer.from(model)), 'and so after reopening');
+    await again.close();
   });
 
   test('reject (never throw) on failure and on bad arguments; a read-only image refuses them', async () => {
